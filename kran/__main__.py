@@ -1,0 +1,3 @@
+from kran.cli.main import main
+
+raise SystemExit(main())

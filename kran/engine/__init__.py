@@ -1,0 +1,39 @@
+"""The engine: kran's use cases (images, containers, ...), owning state and ordering.
+
+Front ends (``kran.cli``, ``kran.api``) call these functions and only format what they return.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kran.image.store import ImageStore
+    from kran.storage import Store
+
+DEFAULT_ROOT = "/var/lib/kran"
+
+
+def default_root() -> str:
+    return os.environ.get("KRAN_ROOT") or DEFAULT_ROOT
+
+
+class Engine:
+    """One state root and the stores inside it.  Cheap to create: everything opens lazily."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = os.path.abspath(root or default_root())
+
+    @cached_property
+    def store(self) -> Store:
+        from kran.storage import Store
+
+        return Store(self.root)
+
+    @cached_property
+    def images(self) -> ImageStore:
+        from kran.image.store import ImageStore
+
+        return ImageStore(self.store)

@@ -1,0 +1,576 @@
+"""Image use cases: import, load, save, list, inspect, history, tag, remove, prune, disk usage."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from kran.errors import Conflict, ImageNotFound, InvalidArgument, InvalidContent, InvalidReference, KranError
+from kran.image import reference as refs
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+    from kran.image.archive import Loaded
+
+
+def rfc3339(ts: float) -> str:
+    """Go's time.RFC3339Nano in UTC, as Docker prints ``Created``."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    frac = f"{dt.microsecond * 1000:09d}".rstrip("0")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+# -- input helpers --------------------------------------------------------------------------------
+
+
+def _spool(engine: Engine, src: BinaryIO, work: str) -> BinaryIO:
+    """A seekable, uncompressed copy of ``src`` (gzip/zstd/bzip2/xz archives are accepted, like docker load)."""
+    head = _peek(src)
+    plain = not _compressed(head)
+    if plain and _seekable(src):
+        src.seek(0)
+        return src
+    path = os.path.join(work, "input.tar")
+    with open(path, "wb") as out:
+        stream = _decompressor(head, src)
+        try:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        except (OSError, EOFError, ValueError) as e:
+            raise InvalidContent(f"invalid archive: cannot decompress input: {e}") from e
+    return open(path, "rb")
+
+
+class _Head:
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                b, self.head = self.head + self.rest.read(), b""
+                return b
+            b, self.head = self.head[:n], self.head[n:]
+            return b
+        return self.rest.read(n)
+
+
+def _peek(src: BinaryIO) -> bytes:
+    if _seekable(src):
+        pos = src.tell()
+        head = src.read(6)
+        src.seek(pos)
+        return head
+    head = src.read(6)
+    src.__dict__  # noqa: B018 - plain file objects only
+    _PEEKED[id(src)] = head
+    return head
+
+
+_PEEKED: dict[int, bytes] = {}
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return f.seekable()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _compressed(head: bytes) -> bool:
+    return head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
+
+
+def _decompressor(head: bytes, src: BinaryIO) -> BinaryIO:
+    if not _seekable(src):
+        src = _Head(_PEEKED.pop(id(src), b""), src)  # type: ignore[assignment]
+    else:
+        src.seek(0)
+    if head[:3] == b"BZh":
+        import bz2
+
+        return bz2.BZ2File(src)  # type: ignore[arg-type]
+    if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
+        return lzma.LZMAFile(src)  # type: ignore[arg-type]
+    from kran.storage.layertar import open_decompressed
+
+    return open_decompressed(src)  # type: ignore[arg-type]
+
+
+# -- load / save / import -------------------------------------------------------------------------
+
+
+def load(engine: Engine, src: BinaryIO) -> list[Loaded]:
+    from kran.image import archive
+
+    store = engine.store
+    with store.writing():
+        work = store.workdir("load-")
+        try:
+            f = _spool(engine, src, work)
+            try:
+                return archive.load(engine.images, f)
+            finally:
+                if f is not src:
+                    f.close()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def save(engine: Engine, names: list[str], out: BinaryIO) -> None:
+    """``docker save``: a repository name saves all its tags; name:tag one tag; an ID the bare image."""
+    from kran.image import archive
+
+    if not names:
+        raise InvalidArgument("requires at least 1 argument")
+    items: dict[str, list[str]] = {}
+    ist = engine.images
+    for n in names:
+        tags: list[str] = []
+        try:
+            r = refs.parse_normalized(n)
+        except InvalidReference:
+            r = None
+            if not refs.looks_like_id(n):
+                raise
+        if r is not None and r.tag is None and r.digest is None:
+            prefix = r.name + ":"
+            tags = [t for (t,) in ist.db.execute("SELECT name FROM tags WHERE name LIKE ? ORDER BY name", (prefix + "%",)) if t.startswith(prefix)]
+            if tags:
+                for t in tags:
+                    iid = ist.image_for_tag(t)
+                    assert iid
+                    items.setdefault(iid, [])
+                    if t not in items[iid]:
+                        items[iid].append(t)
+                continue
+        iid = ist.resolve(n)
+        lst = items.setdefault(iid, [])
+        if r is not None and r.tag is not None and str(r) not in lst and ist.image_for_tag(str(r)) == iid:
+            lst.append(str(r))
+    archive.save(ist, list(items.items()), out)
+
+
+def import_image(
+    engine: Engine,
+    src: BinaryIO,
+    *,
+    source: str = "-",
+    repository: str | None = None,
+    changes: list[str] = (),  # type: ignore[assignment]
+    message: str = "",
+    platform: str = "",
+) -> str:
+    """``docker import``: a tarball of a filesystem becomes a one-layer image."""
+    from kran.image.archive import host_platform, layer_media_type
+    from kran.image.changes import apply_changes
+    from kran.image.store import LayerBlob
+
+    tag = str(refs.parse_tagged(repository)) if repository else None
+    os_, arch = host_platform()
+    if platform:
+        parts = platform.split("/")
+        if parts[0] != "linux" or len(parts) > 3:
+            raise InvalidArgument(f'"{platform}": unknown operating system or architecture: operating system is not supported')
+        if len(parts) > 1:
+            arch = parts[1]
+    cfg_obj = apply_changes({}, list(changes))
+    store = engine.store
+    with store.writing():
+        work = store.workdir("import-")
+        try:
+            head = _peek(src)
+            stream: BinaryIO = _decompressor(head, src) if _compressed(head) else (src if _seekable(src) else _Head(_PEEKED.pop(id(src), b""), src))  # type: ignore[assignment]
+            if _seekable(stream) and stream is src:
+                src.seek(0)
+            digest, size = store.blobs.ingest(stream)
+            with store.blobs.open(digest) as f:
+                if layer_media_type(f.read(4)) != "application/vnd.oci.image.layer.v1.tar":
+                    raise InvalidContent("invalid tar: nested compression")
+            now = rfc3339(time.time())
+            comment = message or f"Imported from {source}"
+            config = {
+                "architecture": arch,
+                "comment": comment,
+                "config": cfg_obj,
+                "created": now,
+                "history": [{"created": now, "comment": comment, "created_by": ""}],
+                "os": os_,
+                "rootfs": {"type": "layers", "diff_ids": [digest]},
+            }
+            raw = json.dumps(config, separators=(",", ":")).encode()
+            image_id, _ = engine.images.add(
+                config_bytes=raw,
+                layers=[LayerBlob(digest=digest, media_type="application/vnd.oci.image.layer.v1.tar", size=size)],
+                tags=[tag] if tag else [],
+            )
+            return image_id
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# -- listing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageRow:
+    """One line of ``kran images``: an image under one of its names."""
+
+    id: str
+    repository: str
+    tag: str
+    digest: str
+    created: float
+    size: int
+
+
+def _split_tag(full: str) -> tuple[str, str]:
+    r = refs.parse_normalized(full)
+    return r.familiar_name(), r.tag or ""
+
+
+def _parse_filters(filters: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in filters:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise InvalidArgument("bad format of filter (expected name=value)")
+        out.setdefault(k.strip().lower(), []).append(v.strip())
+    return out
+
+
+def _matches_reference(pattern: str, tags: tuple[str, ...]) -> bool:
+    for t in tags:
+        r = refs.parse_normalized(t)
+        for name in (r.familiar_name(), r.name):
+            if ":" in pattern.rsplit("/", 1)[-1]:
+                if fnmatch.fnmatchcase(f"{name}:{r.tag}", pattern):
+                    return True
+            elif fnmatch.fnmatchcase(name, pattern):
+                return True
+    return False
+
+
+def list_images(engine: Engine, *, all: bool = False, filters: list[str] = (), repository: str | None = None) -> list[ImageRow]:  # type: ignore[assignment]
+    from kran.image.store import ImageRecord  # noqa: F401
+
+    flt = _parse_filters(list(filters))
+    for k in flt:
+        if k not in ("dangling", "reference", "label", "before", "since"):
+            raise InvalidArgument(f"invalid filter '{k}'")
+    if repository:
+        flt.setdefault("reference", []).append(repository)
+    ist = engine.images
+    records = ist.all() if os.path.exists(os.path.join(engine.root, "kran.db")) else []
+    before = since = None
+    if "before" in flt:
+        before = ist.get(ist.resolve(flt["before"][0])).created
+    if "since" in flt:
+        since = ist.get(ist.resolve(flt["since"][0])).created
+    rows: list[ImageRow] = []
+
+    for rec in records:
+        dangling = not rec.tags
+        if "dangling" in flt:
+            want = flt["dangling"][-1].lower()
+            if want not in ("true", "false", "1", "0"):
+                raise InvalidArgument(f"Invalid filter 'dangling={flt['dangling'][-1]}'")
+            if (want in ("true", "1")) != dangling:
+                continue
+        if "reference" in flt and not any(_matches_reference(p, rec.tags) for p in flt["reference"]):
+            continue
+        if "label" in flt:
+            labels = (json.loads(ist.get(rec.id).config).get("config") or {}).get("Labels") or {}
+            ok = True
+            for lf in flt["label"]:
+                k, sep, v = lf.partition("=")
+                if k not in labels or (sep and labels[k] != v):
+                    ok = False
+            if not ok:
+                continue
+        if before is not None and rec.created >= before:
+            continue
+        if since is not None and rec.created <= since:
+            continue
+        names: list[tuple[str, str, str]] = []
+        digests_by_repo: dict[str, str] = {}
+        for d in rec.digests:
+            r = refs.parse_normalized(d)
+            digests_by_repo[r.familiar_name()] = r.digest or ""
+        for t in rec.tags:
+            repo, tag = _split_tag(t)
+            names.append((repo, tag, digests_by_repo.get(repo, "<none>")))
+        if not names:
+            if digests_by_repo:
+                names = [(repo, "<none>", d) for repo, d in digests_by_repo.items()]
+            else:
+                names = [("<none>", "<none>", "<none>")]
+        for repo, tag, dg in names:
+            rows.append(ImageRow(id=rec.id, repository=repo, tag=tag, digest=dg, created=rec.created, size=rec.size))
+    return rows
+
+
+# -- inspect / history ----------------------------------------------------------------------------
+
+_CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+                "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
+                "OnBuild", "Labels")
+
+
+def inspect(engine: Engine, name: str) -> dict[str, Any]:
+    ist = engine.images
+    rec = ist.get(ist.resolve(name))
+    cfg = json.loads(rec.config)
+    c = cfg.get("config") or {}
+    config: dict[str, Any] = {
+        "Hostname": "", "Domainname": "", "User": c.get("User", ""), "AttachStdin": False,
+        "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+        "StdinOnce": False, "Env": c.get("Env"), "Cmd": c.get("Cmd"), "Image": "",
+        "Volumes": c.get("Volumes"), "WorkingDir": c.get("WorkingDir", ""),
+        "Entrypoint": c.get("Entrypoint"), "OnBuild": c.get("OnBuild"), "Labels": c.get("Labels"),
+    }
+    for k, v in c.items():
+        if k not in config:
+            config[k] = v
+    layers = ist.layers(rec.id)
+    diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+    paths = [engine.store.layers.path(ch) for ch, *_ in layers]
+    graph: dict[str, Any] = {"Name": "overlay2", "Data": {}}
+    if paths:
+        graph["Data"] = {"MergedDir": "", "UpperDir": paths[-1], "WorkDir": ""}
+        if len(paths) > 1:
+            graph["Data"]["LowerDir"] = ":".join(reversed(paths[:-1]))
+        graph["Data"] = {k: v for k, v in graph["Data"].items() if v}
+    last_tag = ist.db.execute("SELECT MAX(added) FROM tags WHERE image_id=?", (rec.id,)).fetchone()[0]
+    return {
+        "Id": rec.id,
+        "RepoTags": [refs.parse_normalized(t).familiar() for t in rec.tags],
+        "RepoDigests": [refs.parse_normalized(d).familiar() for d in rec.digests],
+        "Parent": cfg.get("parent", ""),
+        "Comment": cfg.get("comment", ""),
+        "Created": cfg.get("created", "") or rfc3339(rec.created),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": config,
+        "Architecture": cfg.get("architecture", ""),
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+        "Os": cfg.get("os", ""),
+        "Size": rec.size,
+        "GraphDriver": graph,
+        "RootFS": {"Type": (cfg.get("rootfs") or {}).get("type", "layers"), "Layers": diff_ids},
+        "Metadata": {"LastTagTime": rfc3339(last_tag) if last_tag else "0001-01-01T00:00:00Z"},
+    }
+
+
+@dataclass
+class HistoryRow:
+    id: str
+    created: float
+    created_by: str
+    size: int
+    comment: str
+
+
+def history(engine: Engine, name: str) -> list[HistoryRow]:
+    from kran.image.store import parse_created
+
+    ist = engine.images
+    rec = ist.get(ist.resolve(name))
+    cfg = json.loads(rec.config)
+    sizes = [engine.store.layers.size(ch) or 0 for ch, *_ in ist.layers(rec.id)]
+    hist = cfg.get("history") or []
+    if not hist:
+        hist = [{"created": cfg.get("created", "")} for _ in sizes] or [{"created": cfg.get("created", ""), "empty_layer": True}]
+    rows: list[HistoryRow] = []
+    li = 0
+    for h in hist:
+        size = 0
+        if not h.get("empty_layer") and li < len(sizes):
+            size = sizes[li]
+            li += 1
+        ts = parse_created(h.get("created", ""))
+        rows.append(HistoryRow(id="<missing>", created=ts, created_by=h.get("created_by", ""), size=size, comment=h.get("comment", "")))
+    rows.reverse()
+    rows[0].id = rec.id
+    return rows
+
+
+# -- tag / remove / prune -------------------------------------------------------------------------
+
+
+def tag(engine: Engine, source: str, target: str) -> None:
+    ist = engine.images
+    iid = ist.resolve(source)
+    r = refs.parse_normalized(target)
+    if r.digest:
+        raise InvalidArgument("refusing to create a tag with a digest reference")
+    ist.tag(iid, str(r.tagged_or_latest()))
+
+
+def _containers_using(engine: Engine, image_id: str) -> list[tuple[str, bool]]:
+    """(container id, running) of containers created from the image (hook for the container store)."""
+    hook = getattr(engine, "containers_using_image", None)
+    return list(hook(image_id)) if hook else []
+
+
+@dataclass
+class RemoveReport:
+    lines: list[str] = field(default_factory=list)  # "Untagged: x" / "Deleted: sha256:..."
+    errors: list[KranError] = field(default_factory=list)
+
+
+def remove(engine: Engine, names: list[str], *, force: bool = False, prune_children: bool = True) -> RemoveReport:
+    """``docker rmi``: untag, and delete the image when its last name goes (Docker's rules)."""
+    rep = RemoveReport()
+    for n in names:
+        try:
+            _remove_one(engine, n, force, rep.lines)
+        except KranError as e:
+            rep.errors.append(e)
+    return rep
+
+
+def _short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def _remove_one(engine: Engine, name: str, force: bool, lines: list[str]) -> None:
+    ist = engine.images
+    iid = ist.resolve(name)
+    by_ref: str | None = None
+    try:
+        r = refs.parse_normalized(name)
+        full = str(r.tagged_or_latest()) if not r.digest else str(r)
+        if ist.image_for_tag(full) == iid or r.digest:
+            by_ref = full
+    except InvalidReference:
+        pass
+    rec = ist.get(iid)
+    users = _containers_using(engine, iid)
+    if by_ref is not None and not by_ref.startswith(iid) and "@" not in by_ref:
+        remaining = [t for t in rec.tags if t != by_ref]
+        if remaining or rec.digests:
+            ist.untag(by_ref)
+            lines.append(f"Untagged: {refs.parse_normalized(by_ref).familiar()}")
+            return
+        if users and not force:
+            cid, _ = users[0]
+            raise Conflict(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"container {cid[:12]} is using its referenced image {_short(iid)}"
+            )
+    else:
+        if len({refs.parse_normalized(t).name for t in rec.tags}) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {_short(iid)} (must be forced) - image is referenced in multiple repositories")
+        running = [c for c, run in users if run]
+        if running:
+            raise Conflict(
+                f"conflict: unable to delete {_short(iid)} (cannot be forced) - image is being used by running container {running[0][:12]}"
+            )
+        if users and not force:
+            raise Conflict(
+                f"conflict: unable to delete {_short(iid)} (must be forced) - image is being used by stopped container {users[0][0][:12]}"
+            )
+    if users and any(run for _, run in users):
+        raise Conflict(
+            f"conflict: unable to delete {_short(iid)} (cannot be forced) - image is being used by running container {users[0][0][:12]}"
+        )
+    for t in rec.tags:
+        lines.append(f"Untagged: {refs.parse_normalized(t).familiar()}")
+    for d in rec.digests:
+        lines.append(f"Untagged: {refs.parse_normalized(d).familiar()}")
+    lines.extend(_delete_images(engine, [iid]))
+
+
+def _delete_images(engine: Engine, ids: list[str]) -> list[str]:
+    store = engine.store
+    ist = engine.images
+    out = []
+    with store.exclusive():
+        for iid in ids:
+            ist.delete(iid)
+            out.append(f"Deleted: {iid}")
+        for chain in store.layers.remove_unused():
+            out.append(f"Deleted: {chain}")
+        store.collect_orphans()
+    return out
+
+
+@dataclass
+class PruneReport:
+    lines: list[str] = field(default_factory=list)
+    reclaimed: int = 0
+
+
+def prune(engine: Engine, *, all: bool = False, filters: list[str] = ()) -> PruneReport:  # type: ignore[assignment]
+    """``docker image prune``: dangling images (or, with ``all``, every image no container uses)."""
+    ist = engine.images
+    rep = PruneReport()
+    if not os.path.exists(os.path.join(engine.root, "kran.db")):
+        return rep
+    before = _layer_bytes(engine)
+    victims = []
+    for rec in ist.all():
+        if _containers_using(engine, rec.id):
+            continue
+        if rec.tags and not all:
+            continue
+        victims.append(rec)
+    for rec in victims:
+        for t in rec.tags:
+            rep.lines.append(f"untagged: {refs.parse_normalized(t).familiar()}")
+    if victims or True:
+        lines = _delete_images(engine, [r.id for r in victims])
+        rep.lines.extend(line.replace("Deleted: ", "deleted: ") for line in lines)
+    rep.reclaimed = max(0, before - _layer_bytes(engine))
+    return rep
+
+
+def _layer_bytes(engine: Engine) -> int:
+    row = engine.store.db.execute("SELECT COALESCE(SUM(size),0) FROM layers").fetchone()
+    return int(row[0])
+
+
+@dataclass
+class DiskUsageRow:
+    type: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+def disk_usage(engine: Engine) -> list[DiskUsageRow]:
+    n = active = total = reclaim = 0
+    if os.path.exists(os.path.join(engine.root, "kran.db")):
+        db = engine.store.db
+        n = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        total = _layer_bytes(engine)
+        used_ids = [r.id for r in engine.images.all() if _containers_using(engine, r.id)]
+        active = len(used_ids)
+        if used_ids:
+            q = ",".join("?" * len(used_ids))
+            used = db.execute(
+                f"SELECT COALESCE(SUM(size),0) FROM layers WHERE chain_id IN (SELECT chain_id FROM image_layers WHERE image_id IN ({q}))",
+                used_ids,
+            ).fetchone()[0]
+        else:
+            used = 0
+        reclaim = total - used
+
+    return [
+        DiskUsageRow(type="Images", total=n, active=active, size=total, reclaimable=reclaim),
+        DiskUsageRow(type="Containers", total=0, active=0, size=0, reclaimable=0),
+        DiskUsageRow(type="Local Volumes", total=0, active=0, size=0, reclaimable=0),
+        DiskUsageRow(type="Build Cache", total=0, active=0, size=0, reclaimable=0),
+    ]
+
+
+__all__ = ["ImageNotFound"]

@@ -1,0 +1,1 @@
+"""Images: references, OCI/Docker structures, the image store and archive formats."""

@@ -1,0 +1,87 @@
+"""kran.db: the one SQLite database (WAL) that records what the store holds.
+
+Files on disk are written first (temp name, fsync, rename) and registered here second, in one
+transaction; anything on disk that is not registered is garbage that ``Store.gc`` removes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers(
+    chain_id TEXT PRIMARY KEY,
+    diff_id  TEXT NOT NULL,
+    parent   TEXT,
+    size     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images(
+    id       TEXT PRIMARY KEY,      -- digest of the config blob (Docker's image ID)
+    manifest TEXT NOT NULL,         -- digest of the manifest blob kept for it
+    config   TEXT NOT NULL,         -- the config JSON, also kept as a blob
+    created  REAL NOT NULL,
+    size     INTEGER NOT NULL,
+    added    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers(
+    image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL,
+    chain_id   TEXT NOT NULL REFERENCES layers(chain_id),
+    blob       TEXT NOT NULL,       -- digest of the (maybe compressed) layer blob
+    media_type TEXT NOT NULL,
+    blob_size  INTEGER NOT NULL,
+    PRIMARY KEY(image_id, idx)
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE TABLE IF NOT EXISTS tags(
+    name     TEXT PRIMARY KEY,      -- full reference: docker.io/library/busybox:latest
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    added    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS repo_digests(
+    name     TEXT NOT NULL,         -- docker.io/library/busybox@sha256:...
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY(name)
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open (and create on first use) the store database."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=60000")
+    row = conn.execute("PRAGMA user_version").fetchone()
+    if row[0] < SCHEMA_VERSION:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,111 @@
+"""Shared fixtures: a per-test kran state root, the kran CLI as a user runs it, a busybox rootfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in ("unit", "e2e", "privileged"):
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+class Kran:
+    """Runs ``kran --root ROOT ...`` as a subprocess, like a user at a shell."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = dict(os.environ, KRAN_NOSYNC="1")
+
+    def __call__(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 120, stdin=None):
+        cmd = [sys.executable, "-m", "kran", "--root", str(self.root), *args]
+        p = subprocess.run(cmd, input=input, stdin=stdin, capture_output=True, timeout=timeout, env=self.env)
+        p.out = p.stdout.decode(errors="replace")  # type: ignore[attr-defined]
+        p.err = p.stderr.decode(errors="replace")  # type: ignore[attr-defined]
+        if check and p.returncode != 0:
+            raise AssertionError(f"kran {' '.join(args)} failed ({p.returncode}):\n{p.err}\n{p.out}")
+        return p
+
+    def popen(self, *args: str, **kw):
+        cmd = [sys.executable, "-m", "kran", "--root", str(self.root), *args]
+        return subprocess.Popen(cmd, env=self.env, **kw)
+
+
+@pytest.fixture
+def kran(tmp_path: Path) -> Kran:
+    root = tmp_path / "root"
+    yield Kran(root)
+    # layer dirs may hold char-device whiteouts and odd modes: rmtree handles them as root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory) -> Path:
+    if not Path("/bin/busybox").exists():
+        pytest.fail("busybox-static is required (apt-get install busybox-static)")
+    out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
+    with open(out, "wb") as f:
+        subprocess.run(["sh", str(REPO / "scripts" / "busybox-rootfs.sh")], stdout=f, check=True)
+    return out
+
+
+BUSYBOX_CHANGES = ("-c", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "-c", 'CMD ["sh"]')
+
+
+@pytest.fixture
+def busybox(kran: Kran, busybox_tar: Path) -> str:
+    """busybox:latest imported into the test's store; returns the image ID."""
+    p = kran("import", *BUSYBOX_CHANGES, str(busybox_tar), "busybox:latest")
+    return p.out.strip()
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """A comparable description of a directory tree: type, mode, owner, size, link target, content."""
+    import stat
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                extra = (st.st_size, p.read_bytes()[:64], int(st.st_mtime))
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                extra = st.st_rdev
+            else:
+                extra = None
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, extra)
+    return out
+
+
+def store_snapshot(root: Path) -> dict[str, object]:
+    """Everything a failed operation must leave unchanged: files under the root and the db rows."""
+    import sqlite3
+
+    files = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if not p.name.startswith("kran.db") and p.name != "lock"
+    ) if root.exists() else []
+    rows = {}
+    db = root / "kran.db"
+    if db.exists():
+        c = sqlite3.connect(db)
+        for t in ("images", "tags", "layers", "image_layers"):
+            rows[t] = sorted(c.execute(f"SELECT * FROM {t}").fetchall())
+        c.close()
+    return {"files": files, "rows": rows}
