@@ -140,3 +140,8 @@ def run_command(module: object, name: str, argv: list[str], engine: object, debu
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug or an unexpected OS error: one line, the traceback with -D
+        if debug:
+            raise
+        sys.stderr.write(f"Error: {type(e).__name__}: {e} (run with -D for details)\n")
+        return 125

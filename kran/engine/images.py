@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import shutil
@@ -246,16 +245,35 @@ def _parse_filters(filters: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _matches_reference(pattern: str, tags: tuple[str, ...]) -> bool:
-    for t in tags:
-        r = refs.parse_normalized(t)
-        for name in (r.familiar_name(), r.name):
-            if ":" in pattern.rsplit("/", 1)[-1]:
-                if fnmatch.fnmatchcase(f"{name}:{r.tag}", pattern):
-                    return True
-            elif fnmatch.fnmatchcase(name, pattern):
-                return True
-    return False
+def _path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: ``*`` and ``?`` never match ``/``."""
+    import re
+
+    rx = ""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            rx += "[^/]*"
+        elif c == "?":
+            rx += "[^/]"
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                return False
+            body = pattern[i + 1 : j]
+            rx += "[" + ("^" + body[1:] if body.startswith("^") else body).replace("\\", "\\\\") + "]"
+            i = j
+        else:
+            rx += re.escape(c)
+        i += 1
+    return re.fullmatch(rx, name) is not None
+
+
+def _matches_reference(pattern: str, full: str) -> bool:
+    """Docker's reference.FamiliarMatch against one name of an image."""
+    r = refs.parse_normalized(full)
+    return _path_match(pattern, r.familiar()) or _path_match(pattern, r.familiar_name())
 
 
 def list_images(engine: Engine, *, all: bool = False, filters: list[str] = (), repository: str | None = None) -> list[ImageRow]:  # type: ignore[assignment]
@@ -284,8 +302,11 @@ def list_images(engine: Engine, *, all: bool = False, filters: list[str] = (), r
                 raise InvalidArgument(f"Invalid filter 'dangling={flt['dangling'][-1]}'")
             if (want in ("true", "1")) != dangling:
                 continue
-        if "reference" in flt and not any(_matches_reference(p, rec.tags) for p in flt["reference"]):
-            continue
+        tags = rec.tags
+        if "reference" in flt:
+            tags = tuple(t for t in rec.tags if any(_matches_reference(p, t) for p in flt["reference"]))
+            if not tags:
+                continue
         if "label" in flt:
             labels = (json.loads(ist.get(rec.id).config).get("config") or {}).get("Labels") or {}
             ok = True
@@ -304,7 +325,7 @@ def list_images(engine: Engine, *, all: bool = False, filters: list[str] = (), r
         for d in rec.digests:
             r = refs.parse_normalized(d)
             digests_by_repo[r.familiar_name()] = r.digest or ""
-        for t in rec.tags:
+        for t in tags:
             repo, tag = _split_tag(t)
             names.append((repo, tag, digests_by_repo.get(repo, "<none>")))
         if not names:

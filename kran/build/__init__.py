@@ -1,0 +1,1 @@
+"""Dockerfile parser and builder (issue 7)."""

@@ -1,0 +1,1 @@
+"""Per-container supervisor: stdio/pty, logs, exit status, restart policy (issue 3)."""

@@ -1,0 +1,1 @@
+"""Bridge, veth, IPAM, published ports, DNS (issue 5)."""

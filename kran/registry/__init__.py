@@ -1,0 +1,1 @@
+"""OCI distribution client: pull, push, auth, mirrors (issue 4)."""

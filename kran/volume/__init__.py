@@ -1,0 +1,1 @@
+"""Named volumes and bind mounts (issue 6)."""

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install what kran and its tests need on a Debian 12 machine (as root), and kran itself into .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(python3 python3-venv busybox-static skopeo umoci runc tar zstd iproute2 util-linux)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "kran is installed: $(pwd)/.venv/bin/kran"
