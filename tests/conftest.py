@@ -42,12 +42,29 @@ class Kran:
         return subprocess.Popen(cmd, env=self.env, **kw)
 
 
+def _run_dir(root: Path) -> Path:
+    import hashlib
+
+    return Path("/run/kran") / hashlib.sha256(str(root).encode()).hexdigest()[:12]
+
+
 @pytest.fixture
 def kran(tmp_path: Path) -> Kran:
     root = tmp_path / "root"
-    yield Kran(root)
+    k = Kran(root)
+    yield k
+    # remove every container the test left (stops them, unmounts their rootfs, deletes runtime state)
+    if (root / "kran.db").exists():
+        ids = k("ps", "-aq", "--no-trunc", check=False).out.split()
+        if ids:
+            k("rm", "-f", *ids, check=False)
+    leaked = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(root) in line]
+    for line in reversed(leaked):
+        subprocess.run(["umount", "-l", line.split()[4]], check=False)
+    shutil.rmtree(_run_dir(root), ignore_errors=True)
     # layer dirs may hold char-device whiteouts and odd modes: rmtree handles them as root
     shutil.rmtree(root, ignore_errors=True)
+    assert not leaked, f"the test leaked mounts: {leaked}"
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +126,16 @@ def store_snapshot(root: Path) -> dict[str, object]:
             rows[t] = sorted(c.execute(f"SELECT * FROM {t}").fetchall())
         c.close()
     return {"files": files, "rows": rows}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_empty_kran_cgroups():
+    """At the end, remove the (empty) parent cgroups kran's containers used; a non-empty one is a leak."""
+    yield
+    import glob
+
+    for d in sorted(glob.glob("/sys/fs/cgroup/*/kran") + glob.glob("/sys/fs/cgroup/kran"), key=len, reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

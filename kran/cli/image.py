@@ -410,25 +410,38 @@ def cmd_prune(engine: Any, p: P) -> int:
 # -- inspect --------------------------------------------------------------------------------------
 
 
-def _inspect(engine: Any, p: P, kind: str) -> int:
+def inspect_objects(engine: Any, names: list[str], fmt: str | None, kind: str, size: bool = False) -> int:
+    """docker inspect: images and/or containers by name; JSON array or a template per object."""
     from kran.cli.output import go_json
-    from kran.engine.images import inspect
     from kran.errors import KranError, NotFound
 
     found: list[Any] = []
     errors: list[str] = []
-    for name in p.args:
+    for name in names:
+        obj = None
         try:
-            found.append(inspect(engine, name))
+            if kind in ("container", "object"):
+                from kran.engine import containers
+
+                try:
+                    obj = containers.inspect(engine, name, size=size)
+                except NotFound:
+                    if kind == "container":
+                        raise
+            if obj is None:
+                from kran.engine.images import inspect
+
+                obj = inspect(engine, name)
+            found.append(obj)
         except NotFound:
             errors.append(f"Error: No such {kind}: {name}")
         except KranError as e:
             errors.append(f"Error: {e}")
-    if p.format:
+    if fmt:
         from kran.cli.gotemplate import compile as compile_template
         from kran.cli.output import unescape_format
 
-        t = compile_template(unescape_format(p.format))
+        t = compile_template(unescape_format(fmt))
         for obj in found:
             sys.stdout.write(t.execute(obj) + "\n")
     else:
@@ -439,12 +452,13 @@ def _inspect(engine: Any, p: P, kind: str) -> int:
 
 
 def cmd_inspect(engine: Any, p: P) -> int:
-    if p.type not in (None, "", "image"):
+    kind = {None: "object", "": "object", "image": "image", "container": "container"}.get(p.type)
+    if kind is None:
         from kran.errors import InvalidArgument
 
         raise InvalidArgument(f'"{p.type}" is not a valid value for --type')
-    return _inspect(engine, p, "object")
+    return inspect_objects(engine, p.args, p.format, kind, size=bool(p.size))
 
 
 def cmd_image_inspect(engine: Any, p: P) -> int:
-    return _inspect(engine, p, "image")
+    return inspect_objects(engine, p.args, p.format, "image")

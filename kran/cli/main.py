@@ -18,12 +18,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rmi": ("image", "Remove one or more images"),
     "inspect": ("image", "Return low-level information on Docker objects"),
     "image": ("image", "Manage images"),
+    "run": ("container", "Create and run a new container from an image"),
+    "create": ("container", "Create a new container"),
+    "start": ("container", "Start one or more stopped containers"),
+    "stop": ("container", "Stop one or more running containers"),
+    "restart": ("container", "Restart one or more containers"),
+    "kill": ("container", "Kill one or more running containers"),
+    "rm": ("container", "Remove one or more containers"),
+    "ps": ("container", "List containers"),
+    "logs": ("container", "Fetch the logs of a container"),
+    "wait": ("container", "Block until one or more containers stop, then print their exit codes"),
+    "rename": ("container", "Rename a container"),
+    "pause": ("container", "Pause all processes within one or more containers"),
+    "unpause": ("container", "Unpause all processes within one or more containers"),
+    "attach": ("container", "Attach local standard input, output, and error streams to a running container"),
+    "exec": ("container", "Execute a command in a running container"),
+    "container": ("container", "Manage containers"),
     "system": ("system", "Manage kran"),
     "version": ("system", "Show the kran version information"),
 }
 
-MANAGEMENT = ("image", "system")
-COMMON = ("images", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+MANAGEMENT = ("container", "image", "system")
+COMMON = ("run", "exec", "ps", "images", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
+          "wait", "rename", "pause", "unpause", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND

@@ -37,3 +37,13 @@ class Engine:
         from kran.image.store import ImageStore
 
         return ImageStore(self.store)
+
+    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container ID, running) of every container made from ``image_id``."""
+        if not os.path.exists(os.path.join(self.root, "kran.db")):
+            return []
+        if not self.store.db.execute("SELECT 1 FROM containers WHERE image_id=? LIMIT 1", (image_id,)).fetchone():
+            return []
+        from kran.engine.containers import containers_using_image
+
+        return containers_using_image(self, image_id)

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers(
@@ -49,6 +49,21 @@ CREATE TABLE IF NOT EXISTS repo_digests(
     PRIMARY KEY(name)
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS containers(
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,   -- without the leading "/"
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    image_name  TEXT NOT NULL,          -- what the user typed (docker's .Config.Image)
+    created     REAL NOT NULL,
+    config      TEXT NOT NULL,          -- docker's container Config (JSON)
+    host_config TEXT NOT NULL,          -- docker's HostConfig (JSON)
+    exit_code   INTEGER NOT NULL DEFAULT 0,
+    error       TEXT NOT NULL DEFAULT '',
+    started_at  TEXT NOT NULL DEFAULT '',
+    finished_at TEXT NOT NULL DEFAULT '',
+    removing    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 """
 
 

@@ -60,6 +60,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _AUFS_META = ".wh..wh."
 OPAQUE_XATTR = "trusted.overlay.opaque"
+_ACL_DEFAULT = "system.posix_acl_default"
 _PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
 _FORMATS = ("overlay", "none")
 
@@ -304,23 +305,27 @@ class _Reader:
         self._pos = 0
         self.offset = 0
 
-    def _fill(self) -> bool:
-        data = self._raw.read(_CHUNK)
-        if not data:
-            return False
-        rest = self._buf[self._pos :]
-        self._buf = rest + data if rest else bytes(data)
-        self._mv = memoryview(self._buf)
-        self._pos = 0
-        return True
+    def _set(self, buf: bytes, pos: int) -> None:
+        self._buf = buf
+        self._mv = memoryview(buf)
+        self._pos = pos
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes; fewer only at the end of the stream."""
-        while len(self._buf) - self._pos < n:
-            if not self._fill():
-                break
-        b = self._buf[self._pos : self._pos + n]
-        self._pos += len(b)
+        pos = self._pos
+        if len(self._buf) - pos < n:  # gather pieces, join once (sources may return little)
+            parts = [self._buf[pos:]]
+            have = len(parts[0])
+            while have < n:
+                data = self._raw.read(max(_CHUNK, n - have))
+                if not data:
+                    break
+                parts.append(data)
+                have += len(data)
+            self._set(b"".join(parts), 0)
+            pos = 0
+        b = self._buf[pos : pos + n]
+        self._pos = pos + len(b)
         self.offset += len(b)
         return b
 
@@ -329,8 +334,10 @@ class _Reader:
         while n:
             avail = len(self._buf) - self._pos
             if not avail:
-                if not self._fill():
+                data = self._raw.read(_CHUNK)
+                if not data:
                     raise InvalidContent("invalid layer tar: unexpected end of data")
+                self._set(bytes(data), 0)
                 continue
             take = min(avail, n)
             if fd is not None:
@@ -350,7 +357,7 @@ class _Reader:
 
     def drain(self) -> None:
         self.offset += len(self._buf) - self._pos
-        self._buf, self._mv, self._pos = b"", memoryview(b""), 0
+        self._set(b"", 0)
         while data := self._raw.read(_CHUNK):
             self.offset += len(data)
 
@@ -567,8 +574,10 @@ def _members(r: _Reader) -> Iterator[_Member]:
             raise _bad(f"unsupported entry type {typ!r}: {os.fsdecode(m.name)}")
         if typ in _HEADER_ONLY:
             m.size = 0
-        if m.uid < 0 or m.gid < 0:
-            raise _bad(f"negative owner: {os.fsdecode(m.name)}")
+        if not (0 <= m.uid < 0xFFFFFFFF and 0 <= m.gid < 0xFFFFFFFF):  # (uid_t)-1 means "unchanged"
+            raise _bad(f"owner out of range: {os.fsdecode(m.name)}")
+        if not (-(2**63) < m.mtime_ns < 2**63 and (m.atime_ns is None or -(2**63) < m.atime_ns < 2**63)):
+            raise _bad(f"time out of range: {os.fsdecode(m.name)}")
         m.type = typ
         end = r.offset + m.size + (-m.size % _BLOCK)
         yield m
@@ -598,6 +607,18 @@ def _components(name: str, entry: str) -> tuple[str, ...]:
     return tuple(comps)
 
 
+def _current_umask() -> int | None:
+    """The process umask, read without changing it (Linux >= 4.7), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _check_format(whiteout_format: str) -> bool:
     if whiteout_format not in _FORMATS:
         raise InvalidArgument(f"unknown whiteout format {whiteout_format!r} (want one of {_FORMATS})")
@@ -618,11 +639,13 @@ def apply_layer(
     overlay = _check_format(whiteout_format)
     reader = _Reader(stream)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    u = _Unpacker(root_fd, reader, overlay)
     try:
-        stats = u.run(_members(reader))
+        u = _Unpacker(root_fd, reader, overlay)
+        try:
+            stats = u.run(_members(reader))
+        finally:
+            u.close()
     finally:
-        u.close()
         os.close(root_fd)
     reader.drain()
     return stats
@@ -643,6 +666,19 @@ class _Unpacker:
         self.seen: set[tuple[str, ...]] = set()
         self.created: set[tuple[str, ...]] = set()  # physical paths this layer made
         self.dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
+        # For _file's fast path, taken only in an empty root, where every directory is the
+        # root or one this run made.  New files get (euid, egid), or the gid of a setgid parent
+        # (sgid_dirs); their mode is the one asked for minus the umask, unless a default ACL
+        # decides (then, or when the umask is unknown, umask is None and the mode path is off).
+        self.ids: tuple[int, int] | None = None
+        self.sgid_dirs: set[tuple[str, ...]] = set()
+        self.umask: int | None = None
+        if not os.listdir(root_fd):
+            self.ids = (os.geteuid(), os.getegid())
+            if os.fstat(root_fd).st_mode & stat.S_ISGID:
+                self.sgid_dirs.add(())
+            if _ACL_DEFAULT not in _read_xattrs(root_fd):
+                self.umask = _current_umask()
 
     def close(self) -> None:
         self.dead.extend(fd for fd, _ in self.dirs.values())
@@ -744,8 +780,10 @@ class _Unpacker:
                             raise InvalidContent(missing) from None
                         os.mkdir(c, 0o755, dir_fd=cur)
                         nxt = os.open(c, _O_DIR, dir_fd=cur)
-                        os.fchmod(nxt, 0o755)  # mkdir's mode went through the umask
+                        os.fchown(nxt, 0, 0)  # not the gid of a setgid parent
+                        os.fchmod(nxt, 0o755)  # nor the umask's mode, nor an inherited setgid bit
                         self.created.add((*path, c))
+                        self.sgid_dirs.discard((*path, c))
                     except OSError as e:
                         if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                             raise
@@ -807,6 +845,8 @@ class _Unpacker:
         for key, value in m.xattrs.items():
             if key.startswith(_PRIVATE_XATTRS):
                 continue
+            if key == _ACL_DEFAULT:
+                self.umask = None  # files created below get their mode from the ACL
             if link and not key.startswith(("trusted.", "security.")):
                 continue  # user.* xattrs are not allowed on symlinks
             try:
@@ -825,20 +865,31 @@ class _Unpacker:
         os.fchown(self.root, m.uid, m.gid)
         self._xattrs(self.root, m, entry)
         os.fchmod(self.root, m.mode)
+        if m.mode & stat.S_ISGID:
+            self.sgid_dirs.add(())
+        else:
+            self.sgid_dirs.discard(())
         self.dir_times[()] = self._times(m)
 
     def _file(self, pfd: int, leaf: str, phys: tuple[str, ...], m: _Member) -> None:
+        # Fast path, two syscalls fewer for most files: create with the final mode when the
+        # umask keeps it, and skip the chown when the kernel already gives the right owner.
+        umask = self.umask
+        quick_mode = umask is not None and not m.xattrs and not m.mode & (0o7000 | umask)
+        mode = m.mode if quick_mode else 0o600
         try:
-            fd = os.open(leaf, _O_NEWFILE, 0o600, dir_fd=pfd)
+            fd = os.open(leaf, _O_NEWFILE, mode, dir_fd=pfd)
         except FileExistsError:
             self._remove(pfd, leaf, phys)
-            fd = os.open(leaf, _O_NEWFILE, 0o600, dir_fd=pfd)
+            fd = os.open(leaf, _O_NEWFILE, mode, dir_fd=pfd)
         try:
             self.reader.copy_to(fd, m.size)
-            os.fchown(fd, m.uid, m.gid)  # before the xattrs (chown drops security.capability)
+            if (m.uid, m.gid) != self.ids or phys[:-1] in self.sgid_dirs:
+                os.fchown(fd, m.uid, m.gid)  # before the xattrs (chown drops security.capability)
             if m.xattrs:
                 self._xattrs(fd, m, leaf)
-            os.fchmod(fd, m.mode)  # after chown, which clears setuid/setgid
+            if not quick_mode:
+                os.fchmod(fd, m.mode)  # after chown, which clears setuid/setgid
             os.utime(fd, ns=self._times(m))
         finally:
             os.close(fd)
@@ -862,6 +913,10 @@ class _Unpacker:
         if m.xattrs:
             self._xattrs(fd, m, leaf)
         os.fchmod(fd, m.mode)
+        if m.mode & stat.S_ISGID:
+            self.sgid_dirs.add(phys)
+        else:
+            self.sgid_dirs.discard(phys)
         self.dir_times[phys] = self._times(m)  # set at the end: children change the mtime
 
     def _symlink(self, pfd: int, leaf: str, phys: tuple[str, ...], m: _Member, entry: str) -> None:
@@ -880,7 +935,7 @@ class _Unpacker:
 
     def _hardlink(self, pfd: int, leaf: str, phys: tuple[str, ...], m: _Member, entry: str) -> None:
         link = os.fsdecode(m.linkname)
-        tcomps = _components(link, entry)
+        tcomps = _components(link, f"{entry} (hardlink to {link!r})")
         if not tcomps:
             raise InvalidContent(f"layer entry {entry!r}: hardlink to the root")
         not_found = f"hardlink target not found: {link!r} (for {entry!r})"
@@ -1012,12 +1067,15 @@ def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format:
 
     PAX format; entries depth-first, each directory's names in byte order (as ``tar
     --sort=name``), an opaque marker right after its directory; names without ``./``,
-    directories with a trailing ``/``; the root itself is not an entry.  Keeps numeric owners, modes (setuid/setgid/sticky), mtimes (whole seconds),
-    symlinks, hardlinks (an inode seen again is a link to its first name), devices, fifos and
-    xattrs (``SCHILY.xattr.``); sockets are skipped.  With ``whiteout_format="overlay"`` a char
-    device 0/0 becomes ``.wh.NAME`` and an opaque dir gets a ``DIR/.wh..wh..opq`` entry.
+    directories with a trailing ``/``; the root itself is not an entry.  Keeps numeric owners
+    (no user names), modes (setuid/setgid/sticky), mtimes (whole seconds, as Docker writes
+    them), symlinks, hardlinks (an inode seen again is a link to its first name), devices,
+    fifos and xattrs (``SCHILY.xattr.``); sockets are skipped.  With
+    ``whiteout_format="overlay"`` a char device 0/0 becomes an empty 0600 file ``.wh.NAME`` and
+    an opaque dir gets a ``DIR/.wh..wh..opq`` entry; ``"none"`` writes them as they are.
     The tree is read with fd-relative, no-follow calls: a symlink swapped in while writing is
-    written as a symlink, never followed.
+    written as a symlink, never followed.  xattrs of symlinks and device nodes are read through
+    ``/proc/self/fd``.
     """
     overlay = _check_format(whiteout_format)
     w = _TarWriter(out)

@@ -24,3 +24,42 @@ def syncfs(path: str) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    """mount(2); raises OSError with the errno."""
+    r = _lib().mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                     data.encode() if data else None)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {fstype} on {target}: {os.strerror(e)}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    if _lib().umount2(target.encode(), flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"umount {target}: {os.strerror(e)}")
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether ``path`` is a mount point (its own entry in /proc/self/mountinfo)."""
+    p = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split(" ", 5)[4]
+                if mp == p or mp.encode().decode("unicode_escape") == p:
+                    return True
+    except OSError:
+        return False
+    return False

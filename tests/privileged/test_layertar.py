@@ -10,11 +10,13 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import struct
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,7 +130,10 @@ def tree(root: Path, seconds: bool = False) -> dict[str, dict]:
                 "uid": st.st_uid,
                 "gid": st.st_gid,
                 "mtime": st.st_mtime_ns // 10**9 if seconds else st.st_mtime_ns,
-                "xattrs": {k: os.getxattr(p, k, follow_symlinks=False) for k in os.listxattr(p, follow_symlinks=False)},
+                "xattrs": {
+                    k: os.getxattr(p, k, follow_symlinks=False)
+                    for k in os.listxattr(p, follow_symlinks=False)
+                },
             }
             if stat.S_ISREG(st.st_mode):
                 rec["size"] = st.st_size
@@ -226,7 +231,12 @@ def test_symlinks_hardlinks_devices_fifos_xattrs(root: Path) -> None:
         entry("dev/null", tarfile.CHRTYPE, mode=0o666, major=1, minor=3),
         entry("dev/loop0", tarfile.BLKTYPE, mode=0o660, gid=6, major=7, minor=0),
         entry("run/fifo", tarfile.FIFOTYPE, mode=0o620, uid=5, mtime=T0 + 7),
-        f("caps", b"x", mode=0o755, xattrs={"user.comment": "hi", "security.capability": CAP_NET_RAW.decode()}),
+        f(
+            "caps",
+            b"x",
+            mode=0o755,
+            xattrs={"user.comment": "hi", "security.capability": CAP_NET_RAW.decode()},
+        ),
         d("withattr/", xattrs={"user.dir": "yes"}),
     )
     apply(data, root)
@@ -258,7 +268,9 @@ def test_overlay_private_xattrs_are_not_taken_from_the_tar(root: Path) -> None:
 def test_non_utf8_and_long_names(root: Path) -> None:
     long_dir = "/".join(["directory-with-a-long-name"] * 8)
     odd = os.fsdecode(b"caf\xe9-latin1")
-    data = make_tar(f(f"{long_dir}/file", b"deep"), f(odd, b"odd"), sym("l" * 150, "t" * 300), f("big-uid", uid=3_000_000))
+    data = make_tar(
+        f(f"{long_dir}/file", b"deep"), f(odd, b"odd"), sym("l" * 150, "t" * 300), f("big-uid", uid=3_000_000)
+    )
     apply(data, root)
     assert (root / long_dir / "file").read_bytes() == b"deep"
     assert (root / odd).read_bytes() == b"odd"
@@ -284,6 +296,76 @@ def test_many_directories_cycle_the_fd_cache(root: Path) -> None:
     assert open_fds() == before
     for n in names:
         assert (root / n / "a").read_bytes() == (root / n / "sub/b").read_bytes() == n.encode()
+
+
+def test_modes_and_owners_ignore_umask_and_setgid_parents(root: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        apply(
+            make_tar(
+                d("shared/", mode=0o2775, gid=50),
+                f("shared/file", b"x", mode=0o644),  # root:root, not the dir's group
+                f("shared/exe", b"x", mode=0o755, uid=1, gid=1),
+                d("shared/sub/", mode=0o755),  # not setgid, though its parent is
+                f("shared/sub/file", b"x", mode=0o664),
+                f("shared/implicit/file", b"x", mode=0o640),  # the implicit dir: 0755 root:root
+                f("implicit/file", b"x", mode=0o666),
+            ),
+            root,
+        )
+    finally:
+        os.umask(old)
+    for p, mode, gid in (
+        ("shared/file", 0o644, 0),
+        ("shared/exe", 0o755, 1),
+        ("shared/sub", 0o755, 0),
+        ("shared/sub/file", 0o664, 0),
+        ("implicit", 0o755, 0),
+        ("shared/implicit", 0o755, 0),
+        ("shared/implicit/file", 0o640, 0),
+        ("implicit/file", 0o666, 0),
+    ):
+        st = os.lstat(root / p)
+        assert (oct(stat.S_IMODE(st.st_mode)), st.st_gid) == (oct(mode), gid), p
+
+
+def test_applying_onto_a_tree_keeps_owners(root: Path) -> None:
+    # a second layer applied onto the first (flattening): the setgid dir is not this run's
+    apply(make_tar(d("shared/", mode=0o2775, gid=50)), root, whiteout_format="none")
+    apply(make_tar(f("shared/file", b"x", mode=0o644)), root, whiteout_format="none")
+    assert os.lstat(root / "shared/file").st_gid == 0
+
+
+def _acl(*entries: tuple[int, int]) -> bytes:
+    """A POSIX ACL xattr value (linux/posix_acl_xattr.h): version 2, then tag/perm/id entries."""
+    return struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", tag, perm, 0xFFFFFFFF) for tag, perm in entries
+    )
+
+
+def test_default_acl_does_not_change_modes(root: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    no_other = _acl((0x01, 7), (0x04, 7), (0x20, 0))  # user::rwx group::rwx other::---
+    try:
+        os.setxattr(probe, "system.posix_acl_default", no_other)
+    except OSError:
+        pytest.skip("no POSIX ACLs on this filesystem")
+    acl = {"system.posix_acl_default": os.fsdecode(no_other)}
+    apply(make_tar(d("acl/", xattrs=acl), f("acl/file", b"x", mode=0o644)), root)
+    assert os.getxattr(root / "acl", "system.posix_acl_default") == no_other
+    assert stat.S_IMODE(os.lstat(root / "acl/file").st_mode) == 0o644
+
+
+def test_libarchive_xattrs_and_gnu_base256(root: Path) -> None:
+    import base64
+
+    ti, data = f("la", b"x")
+    ti.pax_headers = {"LIBARCHIVE.xattr.user.with%20space": base64.b64encode(b"v\x00v").decode().rstrip("=")}
+    apply(make_tar((ti, data)), root)
+    assert os.getxattr(root / "la", "user.with space") == b"v\x00v"
+    apply(make_tar(f("big", b"y", uid=40_000_000, gid=3_000_000), fmt=tarfile.GNU_FORMAT), root)
+    assert (os.lstat(root / "big").st_uid, os.lstat(root / "big").st_gid) == (40_000_000, 3_000_000)
 
 
 def test_root_entry_sets_root_metadata(root: Path) -> None:
@@ -328,7 +410,10 @@ def test_replacing_existing_entries(root: Path) -> None:
     assert os.readlink(root / "link-then-dir") == "elsewhere"
     assert stat.S_ISDIR(os.lstat(root / "dir-then-link").st_mode)
     assert (root / "dir-stays/keep").read_bytes() == b"k"  # dir over dir: kept, metadata updated
-    assert os.lstat(root / "dir-stays").st_uid == 4 and stat.S_IMODE(os.lstat(root / "dir-stays").st_mode) == 0o755
+    assert (
+        os.lstat(root / "dir-stays").st_uid == 4
+        and stat.S_IMODE(os.lstat(root / "dir-stays").st_mode) == 0o755
+    )
     # a new file replaces the old name; the other hard link keeps the old content
     assert (root / "hardlinked").read_bytes() == b"replaced"
     assert (root / "other-name").read_bytes() == b"shared"
@@ -469,13 +554,28 @@ def test_tar_without_end_marker_is_accepted(root: Path) -> None:
 # -- bad input: refused, host untouched -------------------------------------------------------
 
 
+# Entries aimed at the real /tmp use this name, unique to kran's tests: if the code ever broke,
+# the test sees the file on the host (and removes it) instead of clobbering something real.
+PROBE = "kran-layertar-escape-probe"
+
+
+@pytest.fixture
+def host_probe() -> Iterator[Path]:
+    probe = Path("/tmp", PROBE)
+    assert not probe.exists(), f"{probe} exists before the test"
+    yield probe
+    if probe.exists():
+        probe.unlink()
+        pytest.fail(f"a layer wrote {probe} on the host")
+
+
 ESCAPES = {
     "dotdot": [f("../x", b"pwned")],
     "absolute": [f("/abs", b"pwned")],
     "dotdot-inner": [f("a/../../x", b"pwned")],
     "dotdot-to-outside": [f("../outside/file", b"pwned")],
     "symlink-relative-out": [sym("a", "../outside"), f("a/pwned", b"pwned")],
-    "symlink-deep-out": [sym("a", "../../../../../../.."), f("a/tmp/x", b"pwned")],
+    "symlink-deep-out": [sym("a", "../../../../../../.."), f(f"a/tmp/{PROBE}", b"pwned")],
     "symlink-chain-out": [d("in/"), sym("in/up", ".."), sym("b", "in/up/in/up/.."), f("b/file", b"pwned")],
     "hardlink-out": [hard("h", "../outside/file")],
     "hardlink-abs": [hard("h", "/outside/file")],
@@ -487,7 +587,9 @@ ESCAPES = {
 
 
 @pytest.mark.parametrize("entries", ESCAPES.values(), ids=ESCAPES.keys())
-def test_escapes_are_refused(tmp_path: Path, root: Path, outside: Path, entries: list) -> None:
+def test_escapes_are_refused(
+    tmp_path: Path, root: Path, outside: Path, host_probe: Path, entries: list
+) -> None:
     before, listing, fds = host_state(outside), sorted(os.listdir(tmp_path)), open_fds()
     with pytest.raises(UnsafePath):
         apply(make_tar(*entries), root)
@@ -496,11 +598,14 @@ def test_escapes_are_refused(tmp_path: Path, root: Path, outside: Path, entries:
     assert open_fds() == fds
 
 
-def test_absolute_symlink_stays_inside(tmp_path: Path, root: Path, outside: Path) -> None:
+def test_absolute_symlink_stays_inside(tmp_path: Path, root: Path, outside: Path, host_probe: Path) -> None:
     before = host_state(outside)
-    # "a -> /" and "b -> /outside": the writes through them land under root, as in a chroot
-    apply(make_tar(sym("a", "/"), f("a/tmp/x", b"in"), sym("b", str(outside)), f("b/file", b"in")), root)
-    assert (root / "tmp/x").read_bytes() == b"in"
+    # "a -> /" and "b -> /.../outside": the writes through them land under root, as in a chroot
+    apply(
+        make_tar(sym("a", "/"), f(f"a/tmp/{PROBE}", b"in"), sym("b", str(outside)), f("b/file", b"in")), root
+    )
+    assert (root / "tmp" / PROBE).read_bytes() == b"in"
+    assert not host_probe.exists()
     assert (root / str(outside).lstrip("/") / "file").read_bytes() == b"in"
     assert host_state(outside) == before
     assert sorted(os.listdir(tmp_path)) == ["outside", "root"]
@@ -513,7 +618,12 @@ def test_symlink_climbing_inside_the_root_is_followed(root: Path) -> None:
 
 def test_hardlink_to_symlink_links_the_symlink(root: Path, outside: Path) -> None:
     before = host_state(outside)
-    apply(make_tar(sym("s", "../outside/file"), hard("h", "s"), sym("abs", str(outside / "file")), hard("h2", "abs")), root)
+    apply(
+        make_tar(
+            sym("s", "../outside/file"), hard("h", "s"), sym("abs", str(outside / "file")), hard("h2", "abs")
+        ),
+        root,
+    )
     for link, target in (("h", "s"), ("h2", "abs")):
         assert os.path.islink(root / link)
         assert os.lstat(root / link).st_ino == os.lstat(root / target).st_ino
@@ -537,19 +647,30 @@ def _corrupt(data: bytes, offset: int) -> bytes:
     return bytes(b)
 
 
+def _with_pax(name: str, headers: dict[str, str]) -> bytes:
+    ti, data = f(name)
+    ti.pax_headers = headers
+    return make_tar((ti, data))
+
+
 TWO = make_tar(f("first", b"1" * 1000), f("second", b"2" * 10))
 BAD = {
     "duplicate": (make_tar(f("a"), f("./a")), "duplicate entry in layer: a"),
     "duplicate-dir": (make_tar(d("d/"), d("d")), "duplicate entry in layer: d"),
-    "truncated-data": (TWO[:1536 + 512 + 5], "unexpected end of data"),
-    "truncated-header": (TWO[:1536 + 1024 + 100], "unexpected end of data"),
-    "truncated-first-data": (TWO[:1024 + 700], "unexpected end of data"),
+    "truncated-data": (TWO[: 1536 + 512 + 5], "unexpected end of data"),
+    "truncated-header": (TWO[: 1536 + 1024 + 100], "unexpected end of data"),
+    "truncated-first-data": (TWO[: 1024 + 700], "unexpected end of data"),
     "bad-first-header": (_corrupt(TWO, 10), "checksum"),
     "bad-later-header": (_corrupt(TWO, 1536 + 3), "checksum"),
     "zero-block-then-data": (bytes(512) + TWO, "zero block"),
-    "sparse": (make_tar(entry("s", tarfile.GNUTYPE_SPARSE), fmt=tarfile.GNU_FORMAT), "unsupported entry type"),
+    "sparse": (
+        make_tar(entry("s", tarfile.GNUTYPE_SPARSE), fmt=tarfile.GNU_FORMAT),
+        "unsupported entry type",
+    ),
     "symlink-root": (make_tar(sym("./", "x")), "root"),
     "through-file": (make_tar(f("file"), f("file/x")), "not a directory"),
+    "bad-pax-record": (re.sub(rb"\d+ comment=", b"99 comment=", _with_pax("c", {"comment": "hello"})), "PAX"),
+    "pax-then-eof": (make_tar(f("p" * 200))[:1024], "extended header"),
 }
 
 
@@ -603,7 +724,14 @@ FULL = make_tar(  # grouped by directory, as real layers are (GNU tar sets a dir
     f("usr/bin/ping", b"\x7fELF", mode=0o755, xattrs={"security.capability": CAP_NET_RAW.decode()}),
     d("var/", mode=0o755, xattrs={"user.dir": "1"}),
 )
-WHITEOUTS = make_tar(d("opaque/", mode=0o705, uid=3), f("opaque/.wh..wh..opq"), f("opaque/in", b"i"), f(".wh.gone"), d("sub/"), f("sub/.wh.x"))
+WHITEOUTS = make_tar(
+    d("opaque/", mode=0o705, uid=3),
+    f("opaque/.wh..wh..opq"),
+    f("opaque/in", b"i"),
+    f(".wh.gone"),
+    d("sub/"),
+    f("sub/.wh.x"),
+)
 
 
 def test_round_trip(tmp_path: Path, root: Path) -> None:
@@ -709,3 +837,40 @@ def test_same_tree_as_gnu_tar(tmp_path: Path, root: Path) -> None:
     apply(FULL, root)
     ours, theirs = tree(root), tree(gnu)
     assert ours == theirs
+
+
+def test_round_trip_odd_names_owners_times(tmp_path: Path, root: Path) -> None:
+    odd = os.fsdecode(b"\xff\xfe-not-utf8")
+    deep = "/".join(["d" * 60] * 5)  # 304 bytes: needs a PAX path
+    (root / deep).mkdir(parents=True)
+    (root / deep / "f").write_bytes(b"deep")
+    (root / odd).write_bytes(b"odd")
+    os.symlink("x" * 200, root / "long-target")
+    os.symlink(odd, root / "odd-target")
+    (root / "owners").write_bytes(b"")
+    os.chown(root / "owners", 5_000_000, 7_000_000)
+    os.utime(root / "owners", ns=(0, -86_400 * 10**9))  # before 1970: PAX mtime
+    os.link(root / deep / "f", root / "link-to-deep")
+    out = io.BytesIO()
+    write_layer(root, out)
+    again = tmp_path / "again"
+    again.mkdir()
+    apply(out.getvalue(), again)
+    assert tree(again, seconds=True) == tree(root, seconds=True)
+    assert os.lstat(again / "owners").st_mtime_ns == -86_400 * 10**9
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar not installed")
+def test_gnu_tar_reads_what_write_layer_writes(tmp_path: Path, root: Path) -> None:
+    apply(FULL, root)
+    archive = tmp_path / "ours.tar"
+    with open(archive, "wb") as out:
+        write_layer(root, out)
+    gnu = tmp_path / "gnu"
+    gnu.mkdir()
+    subprocess.run(
+        ["tar", "-xpf", archive, "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", gnu],
+        check=True,
+        capture_output=True,
+    )
+    assert tree(gnu) == tree(root, seconds=False)

@@ -1,0 +1,571 @@
+"""Container commands: run, create, start, stop, restart, kill, rm, ps, logs, wait, rename, pause,
+unpause, attach, exec, container prune/inspect/ls."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC
+from typing import Any
+
+from kran.cli.flags import Command, Flag, UsageError
+from kran.cli.flags import Parsed as P
+from kran.cli.runopts import CREATE_FLAGS, RUN_FLAGS
+
+RUN = Command("run", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image",
+              RUN_FLAGS, aliases=("container run", "run"), min_args=1, interspersed=False, handler="cmd_run")
+CREATE = Command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container", CREATE_FLAGS,
+                 aliases=("container create", "create"), min_args=1, interspersed=False, handler="cmd_create")
+START = Command("start", "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers", (
+    Flag("attach", "a", help="Attach STDOUT/STDERR and forward signals"),
+    Flag("detach-keys", "", "str", "string", "Override the key sequence for detaching a container"),
+    Flag("interactive", "i", help="Attach container's STDIN"),
+), aliases=("container start", "start"), min_args=1, handler="cmd_start")
+STOP = Command("stop", "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers", (
+    Flag("signal", "s", "str", "string", "Signal to send to the container"),
+    Flag("time", "t", "int", "int", "Seconds to wait before killing the container"),
+), aliases=("container stop", "stop"), min_args=1, handler="cmd_stop")
+RESTART = Command("restart", "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", (
+    Flag("signal", "s", "str", "string", "Signal to send to the container"),
+    Flag("time", "t", "int", "int", "Seconds to wait before killing the container"),
+), aliases=("container restart", "restart"), min_args=1, handler="cmd_restart")
+KILL = Command("kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", (
+    Flag("signal", "s", "str", "string", "Signal to send to the container", default="KILL"),
+), aliases=("container kill", "kill"), min_args=1, handler="cmd_kill")
+RM = Command("rm", "[OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers", (
+    Flag("force", "f", help="Force the removal of a running container (uses SIGKILL)"),
+    Flag("link", "l", help="Remove the specified link"),
+    Flag("volumes", "v", help="Remove anonymous volumes associated with the container"),
+), aliases=("container rm", "container remove", "rm"), min_args=1, handler="cmd_rm")
+PS = Command("ps", "[OPTIONS]", "List containers", (
+    Flag("all", "a", help="Show all containers (default shows just running)"),
+    Flag("filter", "f", "list", "filter", "Filter output based on conditions provided"),
+    Flag("format", "", "str", "string", "Format output using a custom template"),
+    Flag("last", "n", "int", "int", "Show n last created containers (includes all states)", default=-1),
+    Flag("latest", "l", help="Show the latest created container (includes all states)"),
+    Flag("no-trunc", help="Don't truncate output"),
+    Flag("quiet", "q", help="Only display container IDs"),
+    Flag("size", "s", help="Display total file sizes"),
+), aliases=("container ls", "container list", "container ps", "ps"), max_args=0, handler="cmd_ps")
+LOGS = Command("logs", "[OPTIONS] CONTAINER", "Fetch the logs of a container", (
+    Flag("details", help="Show extra details provided to logs"),
+    Flag("follow", "f", help="Follow log output"),
+    Flag("since", "", "str", "string", 'Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)'),
+    Flag("tail", "n", "str", "string", "Number of lines to show from the end of the logs", default="all"),
+    Flag("timestamps", "t", help="Show timestamps"),
+    Flag("until", "", "str", "string", 'Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)'),
+), aliases=("container logs", "logs"), min_args=1, max_args=1, handler="cmd_logs")
+WAIT = Command("wait", "CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes",
+               (), aliases=("container wait", "wait"), min_args=1, handler="cmd_wait")
+RENAME = Command("rename", "CONTAINER NEW_NAME", "Rename a container", (), aliases=("container rename", "rename"),
+                 min_args=2, max_args=2, handler="cmd_rename")
+PAUSE = Command("pause", "CONTAINER [CONTAINER...]", "Pause all processes within one or more containers", (),
+                aliases=("container pause", "pause"), min_args=1, handler="cmd_pause")
+UNPAUSE = Command("unpause", "CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers", (),
+                  aliases=("container unpause", "unpause"), min_args=1, handler="cmd_unpause")
+ATTACH = Command("attach", "[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running container", (
+    Flag("detach-keys", "", "str", "string", "Override the key sequence for detaching a container"),
+    Flag("no-stdin", help="Do not attach STDIN"),
+    Flag("sig-proxy", "", "bool", help="Proxy all received signals to the process", default=True),
+), aliases=("container attach", "attach"), min_args=1, max_args=1, handler="cmd_attach")
+EXEC = Command("exec", "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container", (
+    Flag("detach", "d", help="Detached mode: run command in the background"),
+    Flag("detach-keys", "", "str", "string", "Override the key sequence for detaching a container"),
+    Flag("env", "e", "list", "list", "Set environment variables"),
+    Flag("env-file", "", "list", "list", "Read in a file of environment variables"),
+    Flag("interactive", "i", help="Keep STDIN open even if not attached"),
+    Flag("privileged", help="Give extended privileges to the command"),
+    Flag("tty", "t", help="Allocate a pseudo-TTY"),
+    Flag("user", "u", "str", "string", "Username or UID (format: \"<name|uid>[:<group|gid>]\")"),
+    Flag("workdir", "w", "str", "string", "Working directory inside the container"),
+), aliases=("container exec", "exec"), min_args=2, interspersed=False, handler="cmd_exec")
+PRUNE = Command("container prune", "[OPTIONS]", "Remove all stopped containers", (
+    Flag("filter", "", "list", "filter", 'Provide filter values (e.g. "until=<timestamp>")'),
+    Flag("force", "f", help="Do not prompt for confirmation"),
+), max_args=0, handler="cmd_prune")
+CINSPECT = Command("container inspect", "[OPTIONS] CONTAINER [CONTAINER...]", "Display detailed information on one or more containers", (
+    Flag("format", "f", "str", "string", "Format output using a custom template"),
+    Flag("size", "s", help="Display total file sizes"),
+), min_args=1, handler="cmd_inspect")
+
+_TOP = {c.name: c for c in (RUN, CREATE, START, STOP, RESTART, KILL, RM, PS, LOGS, WAIT, RENAME, PAUSE, UNPAUSE, ATTACH, EXEC)}
+_SUB = {"run": RUN, "create": CREATE, "start": START, "stop": STOP, "restart": RESTART, "kill": KILL, "rm": RM,
+        "remove": RM, "ls": PS, "list": PS, "ps": PS, "logs": LOGS, "wait": WAIT, "rename": RENAME, "pause": PAUSE,
+        "unpause": UNPAUSE, "attach": ATTACH, "exec": EXEC, "prune": PRUNE, "inspect": CINSPECT}
+
+GROUP_HELP = """
+Usage:  kran container COMMAND
+
+Manage containers
+
+Commands:
+  attach      Attach local standard input, output, and error streams to a running container
+  create      Create a new container
+  exec        Execute a command in a running container
+  inspect     Display detailed information on one or more containers
+  kill        Kill one or more running containers
+  logs        Fetch the logs of a container
+  ls          List containers
+  pause       Pause all processes within one or more containers
+  prune       Remove all stopped containers
+  rename      Rename a container
+  restart     Restart one or more containers
+  rm          Remove one or more containers
+  run         Create and run a new container from an image
+  start       Start one or more stopped containers
+  stop        Stop one or more running containers
+  unpause     Unpause all processes within one or more containers
+  wait        Block until one or more containers stop, then print their exit codes
+
+Run 'kran container COMMAND --help' for more information on a command.
+"""
+
+
+def _group_help(_e: Any, _p: P) -> int:
+    sys.stdout.write(GROUP_HELP.lstrip("\n"))
+    return 0
+
+
+def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
+    if name == "container":
+        if not argv or argv[0] in ("-h", "--help"):
+            return Command("container", "COMMAND", "Manage containers", max_args=99), _group_help
+        sub = argv.pop(0)
+        cmd = _SUB.get(sub)
+        if cmd is None:
+            raise UsageError(f"kran container: '{sub}' is not a kran command")
+        if not cmd.name.startswith("container "):
+            from dataclasses import replace
+
+            cmd = replace(cmd, name="container " + sub)
+        return cmd, globals()[cmd.handler]
+    cmd = _TOP[name]
+    return cmd, globals()[cmd.handler]
+
+
+def _err(e: Exception, prefix: bool = True) -> None:
+    from kran.errors import KranError
+
+    daemon = isinstance(e, KranError) and e.from_daemon
+    sys.stderr.write(("Error response from daemon: " if daemon and prefix else "") + f"{e}\n")
+
+
+def _each(names: list[str], fn: Any, echo: bool = True) -> int:
+    from kran.errors import KranError
+
+    rc = 0
+    for n in names:
+        try:
+            fn(n)
+            if echo:
+                print(n)
+        except KranError as e:
+            _err(e)
+            rc = 1
+    return rc
+
+
+# -- run / create ---------------------------------------------------------------------------------
+
+
+class RunFailed(Exception):
+    pass
+
+
+def _create(engine: Any, p: P) -> str:
+    from kran.cli.runopts import build
+    from kran.engine import containers
+    from kran.errors import NotFound
+
+    config, host = build(p, p.args[0], p.args[1:])
+    try:
+        return containers.create(engine, config, host, p.name)
+    except NotFound as e:
+        if "No such image" in str(e):
+            from kran.image.reference import parse_normalized
+
+            sys.stderr.write(f"Unable to find image '{parse_normalized(p.args[0]).tagged_or_latest().familiar()}' locally\n")
+        raise
+
+
+def _run_error(cmd: str, e: Exception) -> int:
+    from kran.errors import KranError
+
+    prefix = "Error response from daemon: " if isinstance(e, KranError) and e.from_daemon else ""
+    sys.stderr.write(f"kran: {prefix}{e}\n")
+    if isinstance(e, KranError) and e.exit_code in (126, 127):
+        return e.exit_code
+    sys.stderr.write(f"\nRun 'kran {cmd} --help' for more information\n")
+    return 125
+
+
+def cmd_create(engine: Any, p: P) -> int:
+    from kran.errors import KranError
+
+    try:
+        print(_create(engine, p))
+    except KranError as e:
+        return _run_error("create", e)
+    return 0
+
+
+def cmd_run(engine: Any, p: P) -> int:
+    from kran.engine import containers
+    from kran.errors import KranError
+
+    if p.detach and p.rm is False and False:
+        pass
+    try:
+        cid = _create(engine, p)
+    except KranError as e:
+        return _run_error("run", e)
+    if p.detach:
+        try:
+            containers.start(engine, cid)
+        except KranError as e:
+            return _run_error("run", e)
+        print(cid)
+        return 0
+    from kran.cli.attach import attach_and_start
+
+    try:
+        code = attach_and_start(engine, cid, stdin=bool(p.interactive), tty=bool(p.tty),
+                                detach_keys=p.detach_keys, sig_proxy=p.sig_proxy)
+    except KranError as e:
+        code = _run_error("run", e)
+        if p.rm:
+            _quiet_rm(engine, cid)
+        return code
+    if code is None:  # detached with the escape sequence
+        return 0
+    if p.rm:
+        _quiet_rm(engine, cid)
+    return code
+
+
+def _quiet_rm(engine: Any, cid: str) -> None:
+    from kran.engine import containers
+    from kran.errors import KranError
+
+    try:
+        containers.remove(engine, cid, force=True)
+    except KranError:
+        pass
+
+
+# -- start / stop / kill / rm ---------------------------------------------------------------------
+
+
+def cmd_start(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    if p.attach or p.interactive:
+        if len(p.args) > 1:
+            from kran.errors import InvalidArgument
+
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        from kran.cli.attach import attach_and_start
+
+        c = containers.get(engine, p.args[0])
+        code = attach_and_start(engine, c.id, stdin=bool(p.interactive), tty=bool(c.config.get("Tty")),
+                                detach_keys=p.detach_keys, sig_proxy=True)
+        return 0 if code is None else code
+    return _each(p.args, lambda n: containers.start(engine, n))
+
+
+def cmd_stop(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.stop(engine, n, p.time, p.signal))
+
+
+def cmd_restart(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.restart(engine, n, p.time, p.signal))
+
+
+def cmd_kill(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.kill(engine, n, p.signal or "KILL"))
+
+
+def cmd_rm(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.remove(engine, n, force=p.force, volumes=p.volumes))
+
+
+def cmd_pause(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.pause(engine, n))
+
+
+def cmd_unpause(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    return _each(p.args, lambda n: containers.unpause(engine, n))
+
+
+def cmd_rename(engine: Any, p: P) -> int:
+    from kran.engine import containers
+
+    containers.rename(engine, p.args[0], p.args[1])
+    return 0
+
+
+def cmd_wait(engine: Any, p: P) -> int:
+    from kran.engine import containers
+    from kran.errors import KranError
+
+    rc = 0
+    for n in p.args:
+        try:
+            print(containers.wait_exit(engine, n))
+        except KranError as e:
+            _err(e)
+            rc = 1
+    return rc
+
+
+def cmd_prune(engine: Any, p: P) -> int:
+    from kran.cli.output import confirm
+    from kran.cli.units import human_size
+    from kran.engine import containers
+
+    if not p.force:
+        print("WARNING! This will remove all stopped containers.")
+        if not confirm("Are you sure you want to continue?"):
+            return 0
+    gone, space = containers.prune(engine)
+    if gone:
+        print("Deleted Containers:")
+        for g in gone:
+            print(g)
+        print()
+    print(f"Total reclaimed space: {human_size(space)}")
+    return 0
+
+
+# -- ps -------------------------------------------------------------------------------------------
+
+
+def status_text(c: Any, now: float) -> str:
+    from kran.cli.units import human_duration
+    from kran.image.store import parse_created
+
+    st = c.state or {}
+    s = c.status
+    if s == "created":
+        return "Created"
+    if s in ("running", "paused"):
+        started = parse_created(st.get("started_at") or c.started_at)
+        txt = "Up " + human_duration(now - started) if started else "Up"
+        return txt + (" (Paused)" if s == "paused" else "")
+    if s == "restarting":
+        fin = parse_created(st.get("finished_at") or "")
+        return f"Restarting ({st.get('exit_code') or 0}) {human_duration(now - fin)} ago" if fin else "Restarting"
+    fin = parse_created(st.get("finished_at") or c.finished_at)
+    code = st.get("exit_code")
+    code = c.exit_code if code is None else code
+    return f"Exited ({code}) {human_duration(now - fin)} ago" if fin else f"Exited ({code})"
+
+
+def _command(c: Any, no_trunc: bool) -> str:
+    from kran.engine.spec import process_args
+
+    cmd = " ".join(process_args(c.config))
+    if not no_trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return f'"{cmd}"'
+
+
+def _ps_filter(engine: Any, cs: list[Any], filters: list[str]) -> list[Any]:
+    from kran.errors import InvalidArgument
+
+    for f in filters:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise InvalidArgument("bad format of filter (expected name=value)")
+        if k == "status":
+            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidArgument(f"invalid filter 'status={v}'")
+            cs = [c for c in cs if c.status == v]
+        elif k == "name":
+            import re
+
+            cs = [c for c in cs if re.search(v, c.name)]
+        elif k == "id":
+            cs = [c for c in cs if c.id.startswith(v)]
+        elif k == "label":
+            lk, lsep, lv = v.partition("=")
+            cs = [c for c in cs if lk in (c.config.get("Labels") or {}) and (not lsep or c.config["Labels"][lk] == lv)]
+        elif k == "exited":
+            cs = [c for c in cs if c.status == "exited" and str((c.state or {}).get("exit_code")) == v]
+        elif k == "ancestor":
+            try:
+                iid = engine.images.resolve(v)
+            except Exception:
+                iid = None
+            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
+        else:
+            raise InvalidArgument(f"invalid filter '{k}'")
+    return cs
+
+
+def cmd_ps(engine: Any, p: P) -> int:
+    from kran.cli.units import human_size
+    from kran.engine import containers
+
+    cs = containers.all_containers(engine)
+    show_all = p.all or p.latest or (p.last is not None and p.last > 0)
+    if not show_all:
+        cs = [c for c in cs if c.running]
+    cs = _ps_filter(engine, cs, p.filter)
+    if p.latest:
+        cs = cs[:1]
+    elif p.last and p.last > 0:
+        cs = cs[: p.last]
+    if p.quiet:
+        sys.stdout.write("".join((c.id if p.no_trunc else c.id[:12]) + "\n" for c in cs))
+        return 0
+    now = time.time()
+
+    def ctx(c: Any) -> dict[str, Any]:
+        from datetime import datetime
+
+        from kran.cli.units import human_duration
+
+        d = {
+            "Command": _command(c, p.no_trunc),
+            "CreatedAt": datetime.fromtimestamp(c.created, tz=UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+            "ID": c.id if p.no_trunc else c.id[:12],
+            "Image": c.image_name,
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.config.get("Labels") or {}).items())),
+            "LocalVolumes": "0",
+            "Mounts": "",
+            "Names": c.name,
+            "Networks": "",
+            "Ports": "",
+            "RunningFor": human_duration(now - c.created) + " ago",
+            "Size": "",
+            "State": c.status,
+            "Status": status_text(c, now),
+        }
+        if p.size:
+            virt = engine.images.get(c.image_id).size
+            rw = containers.size_rw(c)
+            d["Size"] = f"{human_size(rw)} (virtual {human_size(rw + virt)})"
+        return d
+
+    rows = [ctx(c) for c in cs]
+    if p.format and p.format != "table":
+        from kran.cli.output import print_formatted
+
+        print_formatted(p.format, rows, {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                                         "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+                                         "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
+                                         "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+                                         "LocalVolumes": "LOCAL VOLUMES"})
+        return 0
+    from kran.cli.output import table
+
+    head = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (["SIZE"] if p.size else [])
+    out = [head] + [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+                    + ([r["Size"]] if p.size else []) for r in rows]
+    sys.stdout.write(table(out))
+    return 0
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _parse_time(s: str | None, now: float) -> float | None:
+    if not s:
+        return None
+    import re
+
+    from kran.errors import InvalidArgument
+    from kran.image.store import parse_created
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
+    if m:
+        mult = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        return now - float(m.group(1)) * mult
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    t = parse_created(s if ("T" in s) else s + "T00:00:00Z")
+    if not t:
+        raise InvalidArgument(f'invalid value for "since": failed to parse value as time or duration: "{s}"')
+    return t
+
+
+def cmd_logs(engine: Any, p: P) -> int:
+    from kran.engine import containers
+    from kran.errors import InvalidArgument
+    from kran.monitor.client import read_logs
+
+    c = containers.get(engine, p.args[0])
+    tail = None
+    if p.tail not in (None, "", "all"):
+        try:
+            tail = int(p.tail)
+        except ValueError:
+            raise InvalidArgument(f'invalid value for "tail": "{p.tail}"') from None
+        if tail < 0:
+            tail = None
+    now = time.time()
+    log_path = os.path.join(c.dir, f"{c.id}-json.log")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for stream, data, ts in read_logs(log_path, follow=p.follow and c.running, tail=tail, since=_parse_time(p.since, now),
+                                      until=_parse_time(p.until, now), timestamps=p.timestamps):
+        f = err if stream == "stderr" else out
+        if p.timestamps:
+            f.write(ts.encode() + b" ")
+        f.write(data)
+        if p.follow:
+            f.flush()
+    out.flush()
+    err.flush()
+    return 0
+
+
+# -- attach / exec / inspect ----------------------------------------------------------------------
+
+
+def cmd_attach(engine: Any, p: P) -> int:
+    from kran.cli.attach import attach_running
+    from kran.engine import containers
+    from kran.errors import Conflict
+
+    c = containers.get(engine, p.args[0])
+    if not c.running:
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    code = attach_running(engine, c, stdin=not p.no_stdin and bool(c.config.get("OpenStdin")),
+                          tty=bool(c.config.get("Tty")), detach_keys=p.detach_keys)
+    return 0 if code is None else code
+
+
+def cmd_exec(engine: Any, p: P) -> int:
+    from kran.cli.runopts import _env, _env_file
+    from kran.engine import execs
+
+    env = []
+    for f in p.env_file:
+        env += _env_file(f)
+    env += _env(p.env)
+    return execs.run_exec(engine, p.args[0], p.args[1:], tty=bool(p.tty), stdin=bool(p.interactive),
+                          detach=bool(p.detach), user=p.user, workdir=p.workdir, env=env, privileged=bool(p.privileged),
+                          detach_keys=p.detach_keys)
+
+
+cmd_exec.use_error_code = True  # type: ignore[attr-defined]
+
+
+def cmd_inspect(engine: Any, p: P) -> int:
+    from kran.cli.image import inspect_objects
+
+    return inspect_objects(engine, p.args, p.format, kind="container", size=bool(p.size))

@@ -1,0 +1,219 @@
+"""``kran exec``: another process in a running container, through the runtime's ``exec --process``.
+
+The process inherits the container's spec (capabilities, env, seccomp via the container's filter,
+no_new_privileges) with the user's args, env, user and workdir on top.  Without a tty it shares the
+CLI's stdio; with one, the runtime hands us the pty master over a console socket (runc's protocol).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import TYPE_CHECKING, Any
+
+from kran.errors import CannotInvoke, CommandNotFound, Conflict, KranError
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+
+
+def _process(engine: Engine, c: Any, args: list[str], *, tty: bool, user: str | None, workdir: str | None,
+             env: list[str], privileged: bool) -> dict[str, Any]:
+    from kran.engine.containers import _lookup_user
+
+    with open(os.path.join(c.dir, "config.json")) as f:
+        spec = json.load(f)
+    proc = dict(spec["process"])
+    proc["args"] = list(args)
+    proc["terminal"] = tty
+    if tty:
+        proc["consoleSize"] = {"height": 24, "width": 80}
+    base = list(proc.get("env") or [])
+    for e in env:
+        k = e.split("=", 1)[0]
+        base = [x for x in base if x.split("=", 1)[0] != k] + [e]
+    if tty and not any(x.startswith("TERM=") for x in base):
+        base.append("TERM=xterm")
+    proc["env"] = base
+    if workdir:
+        proc["cwd"] = workdir
+    if user:
+        u = _lookup_user(spec["root"]["path"], user)
+        proc["user"] = {"uid": u.uid, "gid": u.gid}
+        if u.additional_gids:
+            proc["user"]["additionalGids"] = list(u.additional_gids)
+    if privileged:
+        from kran.engine.seccomp_default import ALL_CAPS
+
+        caps = sorted(ALL_CAPS)
+        proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    return proc
+
+
+def _recv_fd(sock: socket.socket) -> int:
+    fds = array.array("i")
+    _msg, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise KranError("runtime sent no terminal")
+    return fds[0]
+
+
+_RUNTIME_LOG = re.compile(rb'^time="[^"]*" level=(error|fatal|warning)')
+
+
+def _map_error(text: str) -> KranError:
+    msg = text.strip().splitlines()[-1] if text.strip() else "exec failed"
+    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', msg)
+    if m:
+        msg = m.group(1).replace('\\"', '"')
+    msg += ": unknown"
+    if "executable file not found" in msg or "no such file or directory" in msg:
+        return CommandNotFound(f"OCI runtime exec failed: {msg}")
+    if "permission denied" in msg:
+        return CannotInvoke(f"OCI runtime exec failed: {msg}")
+    return KranError(f"OCI runtime exec failed: {msg}")
+
+
+def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, stdin: bool = False, detach: bool = False,
+             user: str | None = None, workdir: str | None = None, env: list[str] = (),  # type: ignore[assignment]
+             privileged: bool = False, detach_keys: str | None = None) -> int:
+    from kran.engine import containers
+
+    c = containers.get(engine, ref)
+    if c.status == "paused":
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+    if not c.running:
+        raise Conflict(f"container {c.id} is not running")
+    proc = _process(engine, c, args, tty=tty, user=user, workdir=workdir, env=list(env), privileged=privileged)
+    rt = containers._runtime_path(engine, c.host_config.get("Runtime") or "")
+    work = tempfile.mkdtemp(prefix="exec-", dir=os.path.join(containers.run_dir(engine)) if os.path.isdir(containers.run_dir(engine)) else None)
+    try:
+        pfile = os.path.join(work, "process.json")
+        with open(pfile, "w") as f:
+            json.dump(proc, f)
+        cmd = [rt, "--root", os.path.join(containers.run_dir(engine), "runtime"), "exec", "--process", pfile]
+        if detach:
+            cmd.append("--detach")
+        if tty and not detach:
+            return _exec_tty(cmd, work, c.id, stdin, detach_keys)
+        if tty:
+            cmd += ["--tty", "--console-socket", _console(work)[1]]
+        cmd.append(c.id)
+        p = subprocess.Popen(cmd, stdin=None if stdin else subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tail = bytearray()
+
+        def pump() -> None:
+            assert p.stderr is not None
+            for line in iter(p.stderr.readline, b""):  # type: ignore[union-attr]
+                tail.extend(line)
+                del tail[:-4096]
+                if _RUNTIME_LOG.match(line):
+                    continue  # the runtime's own error: reported once, below, in docker's words
+                sys.stderr.buffer.write(line)
+                sys.stderr.buffer.flush()
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        rc = p.wait()
+        t.join()
+        text = tail.decode(errors="replace")
+        if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
+            raise _map_error(text)
+        return rc
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _console(work: str) -> tuple[socket.socket, str]:
+    path = os.path.join(work, "console.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(1)
+    return s, path
+
+
+def _exec_tty(cmd: list[str], work: str, cid: str, stdin: bool, detach_keys: str | None) -> int:
+    import fcntl
+    import select
+    import signal
+    import termios
+
+    srv, path = _console(work)
+    p = subprocess.Popen(cmd + ["--tty", "--console-socket", path, cid], stdin=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    srv.settimeout(30)
+    try:
+        conn, _ = srv.accept()
+    except OSError:
+        p.wait()
+        err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+        raise _map_error(err) from None
+    master = _recv_fd(conn)
+    conn.close()
+    srv.close()
+    in_fd = sys.stdin.fileno() if stdin else -1
+    is_tty = in_fd >= 0 and os.isatty(in_fd)
+    old = termios.tcgetattr(in_fd) if is_tty else None
+
+    def resize() -> None:
+        if is_tty:
+            try:
+                ws = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
+            except OSError:
+                pass
+
+    prev = signal.signal(signal.SIGWINCH, lambda *_: resize())
+    try:
+        if is_tty:
+            import tty as ttymod
+
+            ttymod.setraw(in_fd)
+        resize()
+        out = sys.stdout.buffer
+        while True:
+            fds = [master] + ([in_fd] if in_fd >= 0 else [])
+            try:
+                r, _, _ = select.select(fds, [], [], 0.2)
+            except InterruptedError:
+                continue
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                out.write(data)
+                out.flush()
+            if in_fd >= 0 and in_fd in r:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    in_fd = -1
+                else:
+                    os.write(master, data)
+            if not r and p.poll() is not None:
+                break
+    finally:
+        if old is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, old)
+        signal.signal(signal.SIGWINCH, prev)
+        os.close(master)
+    rc = p.wait()
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if rc != 0 and ("exec failed" in err or "unable to start container process" in err):
+        raise _map_error(err)
+    return rc
+
