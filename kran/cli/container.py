@@ -569,3 +569,170 @@ def cmd_inspect(engine: Any, p: P) -> int:
     from kran.cli.image import inspect_objects
 
     return inspect_objects(engine, p.args, p.format, kind="container", size=bool(p.size))
+
+
+# -- top / stats / diff / export / update / events -----------------------------------------------
+
+TOP = Command("top", "CONTAINER [ps OPTIONS]", "Display the running processes of a container", (),
+              aliases=("container top", "top"), min_args=1, interspersed=False, handler="cmd_top")
+STATS = Command("stats", "[OPTIONS] [CONTAINER...]", "Display a live stream of container(s) resource usage statistics", (
+    Flag("all", "a", help="Show all containers (default shows just running)"),
+    Flag("format", "", "str", "string", "Format output using a custom template"),
+    Flag("no-stream", help="Disable streaming stats and only pull the first result"),
+    Flag("no-trunc", help="Do not truncate output"),
+), aliases=("container stats", "stats"), handler="cmd_stats")
+DIFF = Command("diff", "CONTAINER", "Inspect changes to files or directories on a container's filesystem", (),
+               aliases=("container diff", "diff"), min_args=1, max_args=1, handler="cmd_diff")
+EXPORT = Command("export", "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive", (
+    Flag("output", "o", "str", "string", "Write to a file, instead of STDOUT"),
+), aliases=("container export", "export"), min_args=1, max_args=1, handler="cmd_export")
+UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", (
+    Flag("cpu-shares", "c", "int", "int", "CPU shares (relative weight)"),
+    Flag("cpus", "", "str", "decimal", "Number of CPUs"),
+    Flag("cpuset-cpus", "", "str", "string", "CPUs in which to allow execution (0-3, 0,1)"),
+    Flag("memory", "m", "str", "bytes", "Memory limit"),
+    Flag("memory-swap", "", "str", "bytes", "Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
+    Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
+    Flag("restart", "", "str", "string", "Restart policy to apply when a container exits"),
+), aliases=("container update", "update"), min_args=1, handler="cmd_update")
+EVENTS = Command("events", "[OPTIONS]", "Get real time events from the server", (
+    Flag("filter", "f", "list", "filter", "Filter output based on conditions provided"),
+    Flag("format", "", "str", "string", "Format output using a custom template"),
+    Flag("since", "", "str", "string", "Show all events created since timestamp"),
+    Flag("until", "", "str", "string", "Stream events until this timestamp"),
+), aliases=("system events", "events"), max_args=0, handler="cmd_events")
+
+_TOP.update({c.name: c for c in (TOP, STATS, DIFF, EXPORT, UPDATE, EVENTS)})
+_SUB.update({"top": TOP, "stats": STATS, "diff": DIFF, "export": EXPORT, "update": UPDATE})
+
+
+def cmd_top(engine: Any, p: P) -> int:
+    from kran.cli.output import table
+    from kran.engine.container_ops import top
+
+    titles, rows = top(engine, p.args[0], p.args[1:])
+    sys.stdout.write(table([titles] + rows))
+    return 0
+
+
+def cmd_stats(engine: Any, p: P) -> int:
+    from kran.cli.output import table
+    from kran.cli.units import bytes_size, human_size
+    from kran.engine import containers
+    from kran.engine.container_ops import stats
+
+    if p.args:
+        cs = [containers.get(engine, n) for n in p.args]
+    else:
+        cs = [c for c in containers.all_containers(engine) if p.all or c.running]
+    while True:
+        rows = []
+        for c in cs:
+            s = stats(engine, c.id, 0.2)
+            mem_pct = (s.mem_usage / s.mem_limit * 100) if s.mem_limit else 0.0
+            rows.append({
+                "Container": c.id if p.no_trunc else c.id[:12], "ID": c.id if p.no_trunc else c.id[:12], "Name": c.name,
+                "CPUPerc": f"{s.cpu_percent:.2f}%", "MemUsage": f"{bytes_size(s.mem_usage)} / {bytes_size(s.mem_limit)}",
+                "MemPerc": f"{mem_pct:.2f}%", "NetIO": f"{human_size(s.net_rx)} / {human_size(s.net_tx)}",
+                "BlockIO": f"{human_size(s.blk_read)} / {human_size(s.blk_write)}", "PIDs": str(s.pids),
+            })
+        if p.format and p.format != "table":
+            from kran.cli.output import print_formatted
+
+            print_formatted(p.format, rows, {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
+                                             "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                                             "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"})
+        else:
+            out = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]]
+            out += [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"], r["NetIO"], r["BlockIO"], r["PIDs"]]
+                    for r in rows]
+            if not p.no_stream:
+                sys.stdout.write("\033[2J\033[H")
+            sys.stdout.write(table(out))
+            sys.stdout.flush()
+        if p.no_stream:
+            return 0
+        time.sleep(0.8)
+
+
+def cmd_diff(engine: Any, p: P) -> int:
+    from kran.engine.container_ops import diff
+
+    sys.stdout.write("".join(f"{k} {path}\n" for k, path in diff(engine, p.args[0])))
+    return 0
+
+
+def cmd_export(engine: Any, p: P) -> int:
+    from kran.engine.container_ops import export
+    from kran.errors import InvalidArgument
+
+    if p.output:
+        tmp = p.output + ".kran-tmp"
+        try:
+            with open(tmp, "wb") as f:
+                export(engine, p.args[0], f)
+            os.rename(tmp, p.output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return 0
+    if sys.stdout.isatty():
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    sys.stdout.flush()
+    export(engine, p.args[0], sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_update(engine: Any, p: P) -> int:
+    from kran.cli.runopts import _bytes, parse_restart
+    from kran.engine.container_ops import update
+
+    changes: dict[str, Any] = {
+        "Memory": _bytes(p.memory, "--memory") if p.memory else None,
+        "MemorySwap": _bytes(p.memory_swap, "--memory-swap") if p.memory_swap else None,
+        "NanoCpus": int(round(float(p.cpus) * 1e9)) if p.cpus else None,
+        "CpuShares": p.cpu_shares, "CpusetCpus": p.cpuset_cpus, "PidsLimit": p.pids_limit,
+        "RestartPolicy": parse_restart(p.restart) if p.restart else None,
+    }
+    return _each(p.args, lambda n: update(engine, n, changes))
+
+
+def cmd_events(engine: Any, p: P) -> int:
+    from datetime import datetime
+
+    from kran.engine.events import read
+
+    now = time.time()
+    since = _parse_time(p.since, now)
+    until = _parse_time(p.until, now)
+    filters: dict[str, list[str]] = {}
+    for f in p.filter:
+        k, _, v = f.partition("=")
+        filters.setdefault(k, []).append(v)
+    follow = until is None
+    try:
+        for ev in read(engine.root, since=since, until=until, follow=follow):
+            actor = ev.get("Actor", {})
+            attrs = actor.get("Attributes", {})
+            if "type" in filters and ev.get("Type") not in filters["type"]:
+                continue
+            if "event" in filters and ev.get("Action") not in filters["event"]:
+                continue
+            if "container" in filters and not any(actor.get("ID", "").startswith(v) or attrs.get("name") == v
+                                                  for v in filters["container"]):
+                continue
+            if p.format:
+                from kran.cli.gotemplate import render
+                from kran.cli.output import unescape_format
+
+                ctx = dict(ev, Status=ev.get("Action"), ID=actor.get("ID"), From=attrs.get("image", ""))
+                print(render(unescape_format(p.format), ctx), flush=True)
+                continue
+            t = ev.get("timeNano", 0)
+            ts = datetime.fromtimestamp(t / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{t % 1_000_000_000:09d}Z"
+            attr = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+            print(f"{ts} {ev.get('Type')} {ev.get('Action')} {actor.get('ID')} ({attr})", flush=True)
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -34,13 +34,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("container", "Attach local standard input, output, and error streams to a running container"),
     "exec": ("container", "Execute a command in a running container"),
     "container": ("container", "Manage containers"),
+    "top": ("container", "Display the running processes of a container"),
+    "stats": ("container", "Display a live stream of container(s) resource usage statistics"),
+    "diff": ("container", "Inspect changes to files or directories on a container's filesystem"),
+    "export": ("container", "Export a container's filesystem as a tar archive"),
+    "update": ("container", "Update configuration of one or more containers"),
+    "events": ("container", "Get real time events from the server"),
     "system": ("system", "Manage kran"),
     "version": ("system", "Show the kran version information"),
 }
 
 MANAGEMENT = ("container", "image", "system")
 COMMON = ("run", "exec", "ps", "images", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND

@@ -182,6 +182,16 @@ def _cleanup_after_exit(engine: Engine, c: Container) -> None:
             pass
 
 
+def _event(engine: Engine, action: str, cid: str, **attrs: str) -> None:
+    from kran.engine.events import emit
+
+    if "name" not in attrs:
+        row = engine.store.db.execute("SELECT name, image_name FROM containers WHERE id=?", (cid,)).fetchone()
+        if row:
+            attrs = {"image": row[1], "name": row[0], **attrs}
+    emit(engine.root, "container", action, cid, attrs)
+
+
 # -- create ---------------------------------------------------------------------------------------
 
 
@@ -279,6 +289,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
                 except Conflict:
                     if name:
                         raise
+            _event(engine, "create", cid)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
@@ -539,6 +550,7 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
             _cleanup_after_exit(engine, c)
             raise
     del res
+    _event(engine, "start", c.id)
     with transaction(engine.store.db):
         engine.store.db.execute("UPDATE containers SET error='', started_at=? WHERE id=?", (_now_rfc3339(), c.id))
     return get(engine, c.id)
@@ -595,6 +607,7 @@ def kill(engine: Engine, ref: str, sig: str = "KILL") -> Container:
     except KranError:
         if pid and _pid_alive(pid):
             os.kill(pid, n)
+    _event(engine, "kill", c.id, signal=str(n))
     return c
 
 
@@ -619,6 +632,12 @@ def wait_exit(engine: Engine, ref: str, timeout: float | None = None) -> int | N
 
 
 def stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    c = _stop(engine, ref, timeout, sig)
+    _event(engine, "stop", c.id)
+    return c
+
+
+def _stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
     from kran.engine.spec import parse_signal
 
     c = get(engine, ref)
@@ -667,6 +686,7 @@ def pause(engine: Engine, ref: str) -> None:
     _runtime(engine, c, "pause", c.id)
     with open(os.path.join(c.dir, "paused"), "w"):
         pass
+    _event(engine, "pause", c.id)
 
 
 def unpause(engine: Engine, ref: str) -> None:
@@ -675,6 +695,7 @@ def unpause(engine: Engine, ref: str) -> None:
         raise Conflict(f"Container {c.id} is not paused")
     _runtime(engine, c, "resume", c.id)
     _clear_paused(c)
+    _event(engine, "unpause", c.id)
 
 
 # -- remove / rename / prune ----------------------------------------------------------------------
@@ -705,6 +726,7 @@ def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False)
         except FileNotFoundError:
             pass
     shutil.rmtree(trash, ignore_errors=True)
+    _event(engine, "destroy", c.id, image=c.image_name, name=c.name)
 
 
 def rename(engine: Engine, ref: str, new: str) -> None:
@@ -722,6 +744,7 @@ def rename(engine: Engine, ref: str, new: str) -> None:
                 f'"{row[0]}". You have to remove (or rename) that container to be able to reuse that name.'
             )
         engine.store.db.execute("UPDATE containers SET name=? WHERE id=?", (new, c.id))
+    _event(engine, "rename", c.id, oldName="/" + c.name)
 
 
 def prune(engine: Engine) -> tuple[list[str], int]:

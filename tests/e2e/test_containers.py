@@ -227,3 +227,31 @@ def test_container_prune(kran, busybox):
 def test_container_help(kran, cmd):
     out = kran(cmd, "--help").out
     assert out.startswith(f"Usage:  kran {cmd} ")
+
+
+def test_diff_export_top_stats_update_events(kran, busybox, tmp_path):
+    kran("run", "-d", "--name", "ops", "busybox", "sh", "-c", "echo hi > /new; rm /etc/group; sleep 300")
+    deadline = time.time() + 10
+    while "/new" not in kran("diff", "ops").out and time.time() < deadline:
+        time.sleep(0.05)
+    assert kran("diff", "ops").out == "C /etc\nD /etc/group\nA /new\n"
+    # export: the merged filesystem, as another tool (GNU tar) reads it
+    out = tmp_path / "ops.tar"
+    kran("export", "-o", str(out), "ops")
+    import subprocess
+
+    names = set(subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True, check=True).stdout.split())
+    assert "new" in names and "bin/busybox" in names and "etc/group" not in names and "etc/passwd" in names
+    top = kran("top", "ops").out.splitlines()
+    assert top[0].split()[:3] == ["UID", "PID", "PPID"]
+    assert any(line.endswith("sleep 300") for line in top[1:])
+    st = kran("stats", "--no-stream", "ops").out.splitlines()
+    assert st[0].split()[:3] == ["CONTAINER", "ID", "NAME"] and " ops " in st[1]
+    kran("update", "--memory", "100m", "--restart", "on-failure:3", "ops")
+    assert kran("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}", "ops").out == "104857600 on-failure\n"
+    kran("stop", "-t", "0", "ops")
+    kran("rm", "ops")
+    ev = kran("events", "--until", "0s").out.splitlines()
+    actions = [line.split()[2] for line in ev]
+    assert actions[:2] == ["create", "start"] and actions[-1] == "destroy"
+    assert all("name=ops" in line for line in ev)
