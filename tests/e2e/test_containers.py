@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, params=["kran", "runc"])
+def runtime(request, kran):
+    """Every container test runs with kran's own runtime and with runc: the engine speaks runc's CLI."""
+    kran.env["KRAN_RUNTIME"] = request.param
+    return request.param
+
+
 def test_detached_lifecycle(kran, busybox):
     cid = kran("run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; sleep 300").out.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", cid)

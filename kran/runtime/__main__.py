@@ -1,0 +1,3 @@
+from kran.runtime.cli import main
+
+raise SystemExit(main())
