@@ -64,9 +64,14 @@ def work_dir() -> Path:
 
 
 def bench_unpack(tar: Path) -> None:
+    bench_unpack_in(tar, work_dir(), "ext4 (disk)")
+    shm = Path(tempfile.mkdtemp(prefix="kran-bench-", dir="/dev/shm"))
+    bench_unpack_in(tar, shm, "tmpfs (CPU-bound)")
+
+
+def bench_unpack_in(tar: Path, base: Path, where: str) -> None:
     from kran.storage.layertar import apply_layer
 
-    base = work_dir()
     try:
         n = [0]
 
@@ -87,7 +92,7 @@ def bench_unpack(tar: Path) -> None:
         t_tar = timed(gnu)
         t_kran = timed(kran)
         files = sum(len(f) + len(d) for _, d, f in os.walk(base / "d1"))
-        print(f"unpack {tar.stat().st_size / 1e6:.0f} MB, {files} entries: GNU tar {t_tar:.3f}s, kran {t_kran:.3f}s, "
+        print(f"unpack on {where}, {tar.stat().st_size / 1e6:.0f} MB, {files} entries: GNU tar {t_tar:.3f}s, kran {t_kran:.3f}s, "
               f"ratio kran/tar {t_kran / t_tar:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -109,16 +114,26 @@ def bench_load(tar: Path) -> None:
 
         t_kran = timed(kran_load, 3)
         line = f"load {archive.stat().st_size / 1e6:.0f} MB archive: kran {t_kran:.3f}s"
+        runroot = tempfile.mkdtemp(prefix="kpr-", dir="/tmp")  # podman wants a short runroot path
         for tool in ("docker", "podman"):
-            if shutil.which(tool) and subprocess.run([tool, "info"], capture_output=True).returncode == 0:
-                def other(tool=tool) -> None:
-                    sh(tool, "load", "-q", "-i", str(archive), stdout=subprocess.DEVNULL)
-                    subprocess.run([tool, "rmi", "-f", "debian:minbase"], capture_output=True)
+            cmd = [tool]
+            if tool == "podman":  # its own throwaway store: never the host's
+                cmd += ["--root", str(base / "podman-root"), "--runroot", runroot, "--storage-driver", "overlay"]
+            probe = subprocess.run([*cmd, "info"], capture_output=True, text=True) if shutil.which(tool) else None
+            if probe is not None and probe.returncode == 0:
+                def other(cmd=cmd) -> None:
+                    sh(*cmd, "load", "-q", "-i", str(archive), stdout=subprocess.DEVNULL)
+                    subprocess.run([*cmd, "rmi", "-f", "debian:minbase"], capture_output=True)
 
                 t = timed(other, 3)
                 line += f", {tool} {t:.3f}s (kran/{tool} {t_kran / t:.2f})"
             else:
-                line += f", {tool}: not available here"
+                why = (probe.stderr.strip().splitlines() or ["?"])[-1][:80] if probe is not None else "not installed"
+                line += f", {tool}: not available here ({why})"
+        if (base / "podman-root").exists():
+            subprocess.run(["podman", "--root", str(base / "podman-root"), "--runroot", runroot,
+                            "system", "reset", "-f"], capture_output=True)
+        shutil.rmtree(runroot, ignore_errors=True)
         print(line)
     finally:
         shutil.rmtree(base, ignore_errors=True)

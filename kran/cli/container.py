@@ -523,9 +523,7 @@ def cmd_logs(engine: Any, p: P) -> int:
     for stream, data, ts in read_logs(log_path, follow=p.follow and c.running, tail=tail, since=_parse_time(p.since, now),
                                       until=_parse_time(p.until, now), timestamps=p.timestamps):
         f = err if stream == "stderr" else out
-        if p.timestamps:
-            f.write(ts.encode() + b" ")
-        f.write(data)
+        f.write(data)  # with timestamps=True, read_logs already put "<time> " in front
         if p.follow:
             f.flush()
     out.flush()

@@ -453,9 +453,9 @@ def _bundle(engine: Engine, c: Container, rootfs: str) -> dict[str, Any]:
     caps, seccomp = _security(h)
     init = ""
     if h.get("Init"):
-        init = shutil.which("tini-static") or shutil.which("tini") or ""
+        init = shutil.which("tini-static") or ""  # static: it runs in the container's root
         if not init:
-            raise KranError("--init needs a static init on the host (apt-get install tini)")
+            raise KranError("--init needs tini-static on the host (apt-get install tini)")
     inp = SpecInput(
         id=c.id, config=c.config, host_config=h,
         paths=Paths(rootfs=rootfs, hostname=os.path.join(c.dir, "hostname"), hosts=os.path.join(c.dir, "hosts"),

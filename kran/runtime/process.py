@@ -56,6 +56,7 @@ orphaned when C1 exits, is reparented to P, which can then wait for its exit sta
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import sys
 
@@ -424,6 +425,12 @@ def _exec(path: str, proc: dict, linux: dict, env: dict, preserve_fds: int) -> N
     if linux.get("seccomp") and proc.get("noNewPrivileges"):
         _load_seccomp(linux["seccomp"])
     cloexec_from(3 + preserve_fds)
+    # Python ignores SIGPIPE and SIGXFSZ at startup and exec keeps "ignored": give the container
+    # the defaults a process expects (else `yes | head` never ends), and an empty signal mask.
+    # (`signal` is imported at the top: after pivot_root the host's modules are out of reach.)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     try:
         os.execve(path, proc["args"], env)
     except OSError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -262,3 +263,68 @@ def test_diff_export_top_stats_update_events(kran, busybox, tmp_path):
     actions = [line.split()[2] for line in ev]
     assert actions[:2] == ["create", "start"] and actions[-1] == "destroy"
     assert all("name=ops" in line for line in ev)
+
+
+def test_init_and_ulimit(kran, busybox):
+    kran("run", "-d", "--name", "ini", "--init", "--ulimit", "nofile=512:1024", "busybox", "sleep", "300")
+    ps = kran("exec", "ini", "ps").out.splitlines()
+    assert ps[1].split()[2:] == ["/sbin/docker-init", "--", "sleep", "300"]
+    assert kran("exec", "ini", "sh", "-c", "ulimit -n; ulimit -Hn").out == "512\n1024\n"
+
+
+def test_logs_options(kran, busybox):
+    kran("run", "-d", "--name", "lg", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done")
+    assert kran("wait", "lg").out == "0\n"
+    r = kran("logs", "lg")
+    assert r.out == "".join(f"out{i}\n" for i in range(1, 6))
+    assert r.err == "".join(f"err{i}\n" for i in range(1, 6))
+    t = kran("logs", "--tail", "2", "lg")
+    assert (t.out + t.err).count("\n") == 2 and ("out5" in t.out or "err5" in t.err)
+    ts = kran("logs", "-t", "lg").out.splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z out1$", ts[0])
+    assert kran("logs", "--until", "1h", "lg").out == ""  # everything is newer than an hour ago... until: before
+    assert kran("logs", "--since", "1h", "lg").out.count("\n") == 5
+
+
+def test_oom_killed(kran, busybox):
+    cid = kran("run", "-d", "-m", "16m", "--memory-swap", "16m", "busybox", "tail", "/dev/zero").out.strip()
+    assert kran("wait", cid, timeout=60).out == "137\n"
+    assert kran("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", cid).out == "true 137\n"
+
+
+def test_restart_policy_after_crash(kran, busybox):
+    kran("run", "-d", "--name", "crashy", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        st = kran("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "crashy").out.split()
+        if st == ["exited", "2"]:
+            break
+        time.sleep(0.1)
+    assert st == ["exited", "2"]
+    assert kran("logs", "crashy").out == "run\nrun\nrun\n"
+    kran("run", "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 0")
+    deadline = time.time() + 30
+    while int(kran("inspect", "-f", "{{.RestartCount}}", "always").out) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert int(kran("inspect", "-f", "{{.RestartCount}}", "always").out) >= 2
+    kran("stop", "-t", "1", "always")
+    time.sleep(0.5)
+    assert kran("inspect", "-f", "{{.State.Status}}", "always").out == "exited\n"
+
+
+def test_container_outlives_killed_cli(kran, busybox):
+    """kill -9 of the CLI that started a container: the container, its monitor and its log go on."""
+    import signal
+    import subprocess
+
+    p = kran.popen("run", "--name", "survivor", "busybox", "sh", "-c", "while true; do echo tick; sleep 0.1; done",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while "tick" not in kran("logs", "survivor", check=False).out and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    n1 = kran("logs", "survivor").out.count("tick")
+    time.sleep(0.6)
+    assert kran("inspect", "-f", "{{.State.Running}}", "survivor").out == "true\n"
+    assert kran("logs", "survivor").out.count("tick") > n1

@@ -83,12 +83,15 @@ def test_oci_layout_with_whiteouts_from_umoci(kran, busybox_tar, tmp_path):
     (b1 / "rootfs" / "etc" / "gone").write_text("bye")
     (b1 / "rootfs" / "opq").mkdir()
     (b1 / "rootfs" / "opq" / "old").write_text("old")
+    for p in (b1 / "rootfs" / "etc" / "gone", b1 / "rootfs" / "opq" / "old"):
+        os.utime(p, (1700000000, 1700000000))
     _run("umoci", "repack", "--image", f"{layout}:base", str(b1))
     b2 = tmp_path / "b2"
     _run("umoci", "unpack", "--image", f"{layout}:base", str(b2))
     (b2 / "rootfs" / "etc" / "gone").unlink()
     shutil.rmtree(b2 / "rootfs" / "var" / "www")
     (b2 / "rootfs" / "new").write_text("new")
+    os.utime(b2 / "rootfs" / "new", (1700000000, 1700000000))  # whole seconds: tar writers round sub-seconds
     _run("umoci", "repack", "--image", f"{layout}:top", str(b2))
     expected = tree(b2 / "rootfs")
     archive = tmp_path / "layout.tar"

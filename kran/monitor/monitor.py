@@ -1,0 +1,898 @@
+"""The monitor process: one per running container, outlives the CLI (the role of conmon).
+
+It gets CONTAINER_DIR with ``monitor.json`` (written by the engine) and drives an OCI runtime
+binary through runc's CLI.  It owns the container's stdio (pipes, or the pty master that the
+runtime hands over on ``--console-socket``), writes the json-file log, serves ``attach.sock``,
+reaps the container's init (it is a child subreaper), records the exit in ``state.json`` and
+applies the restart policy.
+
+::
+
+    client.start          monitor (detached)             runtime                 container init
+        | spawn, sync fd ---> |                              |                          |
+        |                     | prctl(CHILD_SUBREAPER)       |                          |
+        |                     | create --bundle B --pid-file |                          |
+        |                     |   [--console-socket S] ----> | forks init ------------> | waits on exec fifo
+        |                     | <-- pty master (SCM_RIGHTS)  |  exits; init reparents   |
+        |                     | start ID ------------------> | opens the fifo --------> | execve(args)
+        |                     | state.json "running"         |                          |
+        | <-- {"ok": true, "pid": N}                         |                          |
+        x (may die)           | stdio -> log + attach clients <------------------------ |
+                              | waitpid(-1) <------------------------------------------ x exit
+                              | drain output; delete ID; state.json "exited"|"restarting"
+                              | exit frames; restart after backoff, or remove attach.sock and exit
+
+It stays small in memory: only low-level stdlib modules (see ``docs/monitor.md``), no kran.*
+module but :mod:`kran.monitor.proto`.  Everything happens in one thread around ``poll``.
+"""
+
+from __future__ import annotations
+
+import _json  # the C half of json: `json` itself pulls in re and enum (~1 MiB of RSS)
+import _socket  # likewise: `socket` pulls in enum and selectors
+import errno
+import fcntl
+import os
+import select
+import signal
+import struct
+import sys
+import termios
+import time
+
+from kran.monitor import proto
+
+Socket = _socket.socket
+
+PR_SET_CHILD_SUBREAPER = 36
+DRAIN_TIMEOUT = 2.0  # after init exits, how long to wait for EOF on its output (orphans may hold it)
+CLIENT_BUFFER_CAP = 4 << 20  # per attach client; beyond it output frames are dropped for that client
+STDIN_BUFFER_CAP = 1 << 20  # beyond it, stop reading stdin frames from clients (backpressure)
+BACKOFF_START = 0.1  # docker's restart manager: 100 ms doubling, max 1 min, reset after 10 s of run
+BACKOFF_MAX = 60.0
+BACKOFF_RESET = 10.0
+
+
+class _JSONContext:
+    # what _json.make_scanner reads from json.JSONDecoder
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+    memo: dict = {}
+
+
+def json_loads(text: str) -> object:
+    scan = _json.make_scanner(_JSONContext())
+    start = len(text) - len(text.lstrip())
+    obj, end = scan(text, start)
+    if text[end:].strip():
+        raise ValueError(f"extra data after JSON at offset {end}")
+    return obj
+
+
+def json_dumps(v: object) -> str:
+    """JSON for what the monitor writes: str, int, bool, None, flat dicts of those."""
+    if isinstance(v, str):
+        return _json.encode_basestring(v)
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json_dumps(k)}: {json_dumps(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot encode {type(v).__name__}")
+
+
+def recv_fd(conn: Socket) -> int:
+    """One fd sent with SCM_RIGHTS (runc's console socket protocol), or -1."""
+    size = struct.calcsize("i")
+    _, anc, _, _ = conn.recvmsg(4096, _socket.CMSG_SPACE(size))
+    fds = [
+        struct.unpack_from("i", data, i)[0]
+        for level, kind, data in anc
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+        for i in range(0, len(data) - size + 1, size)
+    ]
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else -1
+
+
+def accept(listener: Socket) -> Socket:
+    fd, _ = listener._accept()
+    return Socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+
+
+def now_rfc3339(ns: int | None = None) -> str:
+    """RFC 3339 with nanoseconds, UTC: ``2024-01-01T00:00:00.123456789Z``."""
+    if ns is None:
+        ns = time.time_ns()
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+def clean_runtime_error(raw: bytes) -> str:
+    """The last line of a runtime's stderr, without logrus' ``time=... level=error msg="..."``."""
+    lines = [ln.strip() for ln in raw.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    i = line.find('msg="')
+    if i < 0 or not line.startswith("time="):
+        return line
+    out = []
+    j = i + 5
+    while j < len(line):
+        c = line[j]
+        if c == "\\" and j + 1 < len(line):
+            nxt = line[j + 1]
+            out.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+            j += 2
+            continue
+        if c == '"':
+            break
+        out.append(c)
+        j += 1
+    return "".join(out)
+
+
+def set_subreaper() -> None:
+    # No os.prctl in the stdlib; ctypes costs ~0.5 MiB RSS, the only way without a C extension.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def set_nonblocking(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+
+def read_available(fd: int) -> bytes:
+    """Whatever a pipe holds right now, without waiting for EOF (a child may still hold it)."""
+    set_nonblocking(fd)
+    chunks = []
+    while True:
+        try:
+            b = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks)
+
+
+class LogWriter:
+    """docker's json-file log: one JSON object per line, rotation by size (``max-size``/``max-file``)."""
+
+    def __init__(self, path: str, max_size: int, max_file: int) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.partial = {"stdout": b"", "stderr": b""}
+        self.fd = -1
+        self._open()
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        if self.max_file > 1:
+            # keep max_file files in total: log, log.1 .. log.(max_file-1)
+            for n in range(self.max_file - 1, 0, -1):
+                try:
+                    os.rename(proto.rotated(self.path, n - 1), proto.rotated(self.path, n))
+                except FileNotFoundError:
+                    pass
+        else:
+            os.unlink(self.path)
+        self._open()
+
+    def _entry(self, stream: str, chunk: bytes) -> None:
+        text = json_dumps(chunk.decode("utf-8", "replace"))
+        line = f'{{"log":{text},"stream":"{stream}","time":"{now_rfc3339()}"}}\n'.encode()
+        if self.max_size > 0 and self.size > 0 and self.size + len(line) > self.max_size:
+            self._rotate()
+        os.write(self.fd, line)
+        self.size += len(line)
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        start = 0
+        while start < len(buf):
+            i = buf.find(b"\n", start, start + proto.MAX_LOG_LINE)
+            if i >= 0:
+                end = i + 1
+            elif len(buf) - start >= proto.MAX_LOG_LINE:
+                end = start + proto.MAX_LOG_LINE
+            else:
+                break
+            self._entry(stream, buf[start:end])
+            start = end
+        self.partial[stream] = buf[start:]
+
+    def flush(self, stream: str) -> None:
+        """EOF on a stream: its partial line is written without "\\n"."""
+        if self.partial[stream]:
+            self._entry(stream, self.partial[stream])
+            self.partial[stream] = b""
+
+    def close(self) -> None:
+        for s in self.partial:
+            self.flush(s)
+        os.close(self.fd)
+
+
+class Client:
+    """One attach connection: frames in, a bounded buffer of frames out."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.sock = sock
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.closing = False  # close once outbuf is flushed
+
+    def queue(self, data: bytes, force: bool = False) -> None:
+        # A slow client must not block the container: drop whole frames beyond the cap.
+        if force or len(self.outbuf) + len(data) <= CLIENT_BUFFER_CAP:
+            self.outbuf += data
+
+
+class Monitor:
+    def __init__(self, cdir: str, cfg: dict) -> None:
+        self.dir = cdir
+        self.id = cfg["id"]
+        self.bundle = cfg["bundle"]
+        self.runtime = cfg.get("runtime") or "runc"
+        self.runtime_root = cfg.get("runtime_root") or ""
+        self.tty = bool(cfg.get("tty"))
+        self.open_stdin = bool(cfg.get("stdin"))
+        self.wait_attach = bool(cfg.get("wait_attach"))
+        self.sync_fd = -1
+        restart = cfg.get("restart") or {}
+        self.policy = restart.get("name") or "no"
+        self.max_retries = int(restart.get("max_retries") or 0)
+        self.log = LogWriter(
+            cfg["log_path"], int(cfg.get("log_max_size") or 0), int(cfg.get("log_max_file") or 1)
+        )
+
+        self.clients: dict[int, Client] = {}
+        self.listener: Socket | None = None
+        self.outputs: dict[int, str] = {}  # fd -> stream name ("stdout"/"stderr"), open until EOF
+        self.stdin_fd = -1  # pipe write end, or the pty master
+        self.stdin_buf = bytearray()
+        self.stdin_close_pending = False
+        self.master = -1  # pty master (with tty)
+
+        self.pid = 0  # container init
+        self.cgroup_mem = ""  # memory cgroup dir of the running container, for OOM detection
+        self.reaped: dict[int, int] = {}
+        self.started_ns = 0
+        self.started_at = proto.ZERO_TIME
+        self.finished_at = proto.ZERO_TIME
+        self.exit_code: int | None = None
+        self.oom_killed = False
+        self.restart_count = 0
+        self.stop_requested = False
+        self.error = ""
+        self.status = "created"
+        self.phase = "init"  # running -> draining -> (backoff -> running)* -> done
+        self.deadline = 0.0
+        self.backoff = 0.0
+        self.wake_r = -1
+
+    # -- runtime -------------------------------------------------------------------------
+
+    def run_runtime(self, *args: str, stdio: tuple[int, int, int] | None = None) -> tuple[int, str]:
+        """Run ``runtime --root R ARGS``; return (exit status, cleaned stderr message)."""
+        argv = [self.runtime]
+        if self.runtime_root:
+            argv += ["--root", self.runtime_root]
+        argv += args
+        err_r, err_w = os.pipe()
+        if stdio is None:
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            stdio = (null, null, err_w)
+        else:
+            null = -1
+        pid = os.fork()
+        if pid == 0:  # child: only async-signal-safe-ish work, then exec
+            try:
+                for target, fd in enumerate(stdio):
+                    os.dup2(fd, target)
+                # Python ignores these; exec keeps SIG_IGN, and runc/the container must not.
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execvp(argv[0], argv)
+            except BaseException as e:
+                try:
+                    os.write(2, f"exec {argv[0]}: {e}\n".encode())
+                finally:
+                    os._exit(127)
+        os.close(err_w)
+        if null >= 0:
+            os.close(null)
+        _, status = os.waitpid(pid, 0)
+        msg = clean_runtime_error(read_available(err_r))
+        os.close(err_r)
+        return os.waitstatus_to_exitcode(status), msg
+
+    def delete(self) -> None:
+        rc, _ = self.run_runtime("delete", self.id)
+        if rc != 0:
+            self.run_runtime("delete", "--force", self.id)
+
+    def start_container(self) -> str:
+        """create + start; returns "" on success, else the runtime's error message."""
+        self.reaped.clear()
+        for name in (proto.PID_FILE, proto.CONSOLE_SOCK):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+        create = ["create", "--bundle", self.bundle, "--pid-file", proto.PID_FILE]
+        if self.tty:
+            console = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                console.bind(proto.CONSOLE_SOCK)
+                console.listen(1)
+                # runc chdirs into the bundle: the path must be absolute, and short (sun_path).
+                path = os.path.join(self.dir, proto.CONSOLE_SOCK)
+                if len(os.fsencode(path)) > 100:
+                    path = f"/proc/{os.getpid()}/cwd/{proto.CONSOLE_SOCK}"
+                rc, msg = self.run_runtime(*create, "--console-socket", path, self.id)
+                if rc == 0:
+                    # runc has connected and sent the master before exiting: it is queued.
+                    console.settimeout(10)
+                    conn = accept(console)
+                    try:
+                        master = recv_fd(conn)
+                    finally:
+                        conn.close()
+                    if master < 0:
+                        msg, rc = "runtime sent no console", 1
+                    else:
+                        self.master = master
+                        os.set_inheritable(self.master, False)
+                        set_nonblocking(self.master)
+                        self.outputs[self.master] = "stdout"
+                        if self.open_stdin:
+                            self.stdin_fd = self.master
+            finally:
+                console.close()
+                try:
+                    os.unlink(proto.CONSOLE_SOCK)
+                except FileNotFoundError:
+                    pass
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            if self.open_stdin:
+                in_r, in_w = os.pipe()
+            else:
+                in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+            # Pass-through stdio (runc's "detached, no terminal" mode): the container inherits
+            # runc's own stdio, so runc's error messages land on our stderr pipe; the container
+            # cannot write before `start`, so whatever is there now is runc's.
+            rc, _ = self.run_runtime(*create, self.id, stdio=(in_r, out_w, err_w))
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+            msg = clean_runtime_error(read_available(err_r))
+            if rc == 0:
+                for fd in (out_r, err_r):
+                    set_nonblocking(fd)
+                self.outputs[out_r] = "stdout"
+                self.outputs[err_r] = "stderr"
+                if in_w >= 0:
+                    set_nonblocking(in_w)
+                    self.stdin_fd = in_w
+            else:
+                for fd in (out_r, err_r, in_w):
+                    if fd >= 0:
+                        os.close(fd)
+        if rc != 0:
+            self.close_stdio()
+            self.delete()
+            return msg or f"runtime create exited with status {rc}"
+        try:
+            with open(proto.PID_FILE) as f:
+                self.pid = int(f.read().strip())
+        except (OSError, ValueError) as e:
+            self.close_stdio()
+            self.delete()
+            return f"cannot read the container's pid file: {e}"
+        # Before `start`: init waits on the exec fifo, surely still alive and in its cgroup.
+        self.cgroup_mem = self.find_memory_cgroup()
+        if self.wait_attach and self.sync_fd >= 0:
+            # `kran run` (attached): report success now, and start only once the CLI has
+            # attached, so that it sees all of the container's output from its first byte.
+            report(self.sync_fd, {"ok": True, "pid": self.pid, "monitor_pid": os.getpid()})
+            self.sync_fd = -1
+            self.wait_attach = False
+            self.await_client(30.0)
+        rc, msg = self.run_runtime("start", self.id)
+        if rc != 0:
+            self.close_stdio()
+            self.delete()
+            self.pid = 0
+            return msg or f"runtime start exited with status {rc}"
+        self.started_ns = time.monotonic_ns()
+        self.started_at = now_rfc3339()
+        self.oom_killed = False
+        self.exit_code = None
+        self.error = ""
+        self.status = "running"
+        self.phase = "running"
+        return ""
+
+    def find_memory_cgroup(self) -> str:
+        try:
+            with open(f"/proc/{self.pid}/cgroup") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        v2 = ""
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if path == "/":  # the root: no container cgroup (or, for a zombie, already gone)
+                continue
+            if "memory" in controllers.split(","):
+                return "/sys/fs/cgroup/memory" + path
+            if controllers == "":
+                v2 = "/sys/fs/cgroup" + path
+        if v2 and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            return v2
+        return ""
+
+    def detect_oom(self, signaled_kill: bool) -> bool:
+        d = self.cgroup_mem
+        if not d:
+            return False
+        try:
+            for name in ("memory.events", "memory.oom_control"):  # v2, then v1
+                try:
+                    with open(os.path.join(d, name)) as f:
+                        text = f.read()
+                except FileNotFoundError:
+                    continue
+                for line in text.splitlines():
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill":
+                        return int(v) > 0
+            # old v1 kernels without the oom_kill counter: hitting the limit plus a SIGKILL
+            with open(os.path.join(d, "memory.failcnt")) as f:
+                return signaled_kill and int(f.read()) > 0
+        except (OSError, ValueError):
+            return False
+
+    # -- state ---------------------------------------------------------------------------
+
+    def write_state(self) -> None:
+        state = {
+            "status": self.status,
+            "pid": self.pid if self.status == "running" else 0,
+            "monitor_pid": os.getpid(),
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "oom_killed": self.oom_killed,
+            "restart_count": self.restart_count,
+            "error": self.error,
+        }
+        write_atomic(proto.STATE, json_dumps(state).encode() + b"\n")
+
+    def stop_is_requested(self) -> bool:
+        return self.stop_requested or os.path.exists(proto.STOP_FILE)
+
+    # -- stdio ---------------------------------------------------------------------------
+
+    def close_stdio(self) -> None:
+        for fd, stream in list(self.outputs.items()):
+            self.log.flush(stream)
+            os.close(fd)
+        if self.stdin_fd >= 0 and self.stdin_fd != self.master:
+            os.close(self.stdin_fd)
+        if self.master >= 0 and self.master not in self.outputs:
+            os.close(self.master)
+        self.outputs.clear()
+        self.stdin_fd = -1
+        self.master = -1
+        self.stdin_buf.clear()
+        self.stdin_close_pending = False
+
+    def on_output(self, fd: int) -> None:
+        stream = self.outputs[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: the pty's last slave closed
+                raise
+            data = b""
+        if not data:
+            self.log.flush(stream)
+            del self.outputs[fd]
+            if fd == self.master:
+                self.master = -1
+                if self.stdin_fd == fd:
+                    self.stdin_fd = -1
+            os.close(fd)
+            return
+        self.log.write(stream, data)
+        self.broadcast(proto.frame(proto.STDOUT if stream == "stdout" else proto.STDERR, data))
+
+    def broadcast(self, data: bytes, force: bool = False) -> None:
+        for c in self.clients.values():
+            if not c.closing:
+                c.queue(data, force)
+
+    def write_stdin(self) -> None:
+        if self.stdin_buf:
+            try:
+                n = os.write(self.stdin_fd, self.stdin_buf)
+            except BlockingIOError:
+                return
+            except OSError:  # EPIPE: the container closed its stdin
+                self.stdin_buf.clear()
+                n = 0
+            del self.stdin_buf[:n]
+        if not self.stdin_buf and self.stdin_close_pending:
+            self.stdin_close_pending = False
+            if self.stdin_fd == self.master:
+                # A terminal has no half-close: send the EOF character (VEOF, ^D), as a user would.
+                try:
+                    os.write(self.master, b"\x04")
+                except OSError:
+                    pass
+            else:
+                os.close(self.stdin_fd)
+            self.stdin_fd = -1
+
+    # -- attach --------------------------------------------------------------------------
+
+    def await_client(self, timeout: float) -> None:
+        """Block until the first attach client connects (or ``timeout`` passes)."""
+        import select
+
+        assert self.listener is not None
+        r, _, _ = select.select([self.listener], [], [], timeout)
+        if r:
+            self.on_accept()
+
+    def listen(self) -> None:
+        try:
+            os.unlink(proto.ATTACH_SOCK)
+        except FileNotFoundError:
+            pass
+        s = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.bind(proto.ATTACH_SOCK)  # relative: cwd is CONTAINER_DIR, so no 108-byte path limit
+        os.chmod(proto.ATTACH_SOCK, 0o600)
+        s.listen(16)
+        s.setblocking(False)
+        self.listener = s
+
+    def on_accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn = accept(self.listener)
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.clients[conn.fileno()] = Client(conn)
+
+    def drop_client(self, c: Client) -> None:
+        del self.clients[c.sock.fileno()]
+        c.sock.close()
+
+    def on_client_readable(self, c: Client) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop_client(c)
+            return
+        c.inbuf += data
+        while len(c.inbuf) >= proto.HEADER.size:
+            kind, length = proto.HEADER.unpack_from(c.inbuf)
+            if length > proto.MAX_FRAME:
+                self.drop_client(c)
+                return
+            end = proto.HEADER.size + length
+            if len(c.inbuf) < end:
+                break
+            payload = c.inbuf[proto.HEADER.size : end]
+            c.inbuf = c.inbuf[end:]
+            self.on_frame(kind, payload)
+
+    def on_frame(self, kind: int, payload: bytes) -> None:
+        if kind == proto.STDIN:
+            if self.stdin_fd >= 0 and not self.stdin_close_pending:
+                self.stdin_buf += payload
+        elif kind == proto.CLOSE_STDIN:
+            if self.stdin_fd >= 0:
+                self.stdin_close_pending = True
+        elif kind == proto.RESIZE:
+            if self.master >= 0 and len(payload) >= 4:
+                rows, cols = struct.unpack(">HH", payload[:4])
+                try:
+                    fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                except OSError:
+                    pass
+        elif kind == proto.STOP:
+            self.stop_requested = True
+
+    def on_client_writable(self, c: Client) -> None:
+        try:
+            n = c.sock.send(c.outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.drop_client(c)
+            return
+        del c.outbuf[:n]
+        if not c.outbuf and c.closing:
+            self.drop_client(c)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.reaped[pid] = status
+
+    def on_init_exit(self, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        self.exit_code = code
+        self.oom_killed = self.detect_oom(code == 128 + signal.SIGKILL)
+        self.finished_at = now_rfc3339()
+        self.phase = "draining"
+        self.deadline = time.monotonic() + DRAIN_TIMEOUT
+
+    def should_restart(self) -> bool:
+        if self.stop_is_requested():
+            return False
+        if self.policy in ("always", "unless-stopped"):
+            return True
+        if self.policy == "on-failure":
+            return self.exit_code != 0 and (self.max_retries == 0 or self.restart_count < self.max_retries)
+        return False
+
+    def finish_run(self) -> None:
+        """The container's process has ended and its output is drained."""
+        self.close_stdio()
+        self.delete()
+        self.pid = 0
+        ran = (time.monotonic_ns() - self.started_ns) / 1e9
+        if self.should_restart():
+            self.restart_count += 1
+            if ran >= BACKOFF_RESET:
+                self.backoff = 0.0
+            self.backoff = BACKOFF_START if self.backoff == 0 else min(self.backoff * 2, BACKOFF_MAX)
+            self.status = "restarting"
+            self.phase = "backoff"
+            self.deadline = time.monotonic() + self.backoff
+        else:
+            self.status = "exited"
+            self.phase = "done"
+        self.write_state()
+        self.broadcast(proto.frame(proto.EXIT, str(self.exit_code).encode()), force=True)
+        for c in list(self.clients.values()):
+            c.closing = True
+            if not c.outbuf:
+                self.drop_client(c)
+
+    def restart(self) -> None:
+        if self.stop_is_requested():
+            self.status = "exited"
+            self.phase = "done"
+            self.write_state()
+            return
+        err = self.start_container()
+        if err:
+            self.status = "exited"
+            self.error = err
+            self.exit_code = proto.exit_code_for(err)
+            self.finished_at = now_rfc3339()
+            self.phase = "done"
+        self.write_state()
+
+    def poll_once(self, timeout: float) -> None:
+        p = select.poll()
+        IN, OUT = select.POLLIN, select.POLLOUT
+        p.register(self.wake_r, IN)
+        if self.listener is not None:
+            p.register(self.listener.fileno(), IN)
+        for fd in self.outputs:
+            p.register(fd, IN | (OUT if fd == self.stdin_fd and self.stdin_buf else 0))
+        if (
+            self.stdin_fd >= 0
+            and self.stdin_fd not in self.outputs
+            and (self.stdin_buf or self.stdin_close_pending)
+        ):
+            p.register(self.stdin_fd, OUT)
+        for fd, c in self.clients.items():
+            mask = 0 if c.closing or len(self.stdin_buf) > STDIN_BUFFER_CAP else IN
+            p.register(fd, mask | (OUT if c.outbuf else 0))
+        events = p.poll(max(0, int(timeout * 1000)))
+        for fd, ev in events:
+            if fd == self.wake_r:
+                read_available(fd)
+                self.reap()
+            elif self.listener is not None and fd == self.listener.fileno():
+                self.on_accept()
+            elif fd in self.clients:
+                c = self.clients[fd]
+                if ev & OUT:
+                    self.on_client_writable(c)
+                if fd in self.clients and ev & (IN | select.POLLHUP | select.POLLERR):
+                    self.on_client_readable(c)
+            else:
+                if fd == self.stdin_fd and ev & OUT:
+                    self.write_stdin()
+                if fd in self.outputs and ev & (IN | select.POLLHUP | select.POLLERR):
+                    self.on_output(fd)
+                elif (
+                    fd == self.stdin_fd and fd not in self.outputs and ev & (select.POLLERR | select.POLLHUP)
+                ):
+                    self.stdin_buf.clear()  # reader gone
+                    self.write_stdin()
+        if self.stdin_fd >= 0 and self.stdin_close_pending and not self.stdin_buf:
+            self.write_stdin()
+
+    def loop(self) -> None:
+        while self.phase != "done":
+            if self.phase == "running":
+                timeout = 1.0
+            else:
+                timeout = min(0.2, max(0.0, self.deadline - time.monotonic()))
+            self.poll_once(timeout)
+            if self.phase == "running" and self.pid in self.reaped:
+                self.on_init_exit(self.reaped.pop(self.pid))
+            if self.phase == "draining" and (not self.outputs or time.monotonic() >= self.deadline):
+                self.finish_run()
+            if self.phase == "backoff" and (self.stop_is_requested() or time.monotonic() >= self.deadline):
+                self.restart()
+        # Let attached clients read the exit frame (bounded), then go.
+        end = time.monotonic() + 1.0
+        while any(c.outbuf for c in self.clients.values()) and time.monotonic() < end:
+            self.poll_once(0.05)
+        for c in list(self.clients.values()):
+            self.drop_client(c)
+
+
+def report(fd: int, msg: dict) -> None:
+    if fd < 0:
+        return
+    try:
+        os.write(fd, json_dumps(msg).encode() + b"\n")
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _usage() -> int:
+    sys.stderr.write("usage: python -m kran.monitor CONTAINER_DIR [--sync-fd N] [--detach]\n")
+    return 2
+
+
+def main(argv: list[str]) -> int:
+    cdir, sync_fd, detach = "", -1, False
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a == "--sync-fd" and args:
+            sync_fd = int(args.pop(0))
+        elif a == "--detach":
+            detach = True
+        elif a.startswith("-") or cdir:
+            return _usage()
+        else:
+            cdir = a
+    if not cdir:
+        return _usage()
+    if sync_fd >= 0:
+        os.set_inheritable(sync_fd, False)
+    if detach:
+        # The caller (client.start) made us a session leader and waits for this first process;
+        # the monitor proper is its child, reparented to init: no zombie for the CLI to reap.
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
+
+    monitor: Monitor | None = None
+    try:
+        os.chdir(cdir)
+        with open(proto.CONFIG) as f:
+            cfg = json_loads(f.read())
+        monitor = Monitor(os.getcwd(), cfg)
+        try:
+            os.unlink(proto.STOP_FILE)  # a stale request from the previous run (docker start resets it)
+        except FileNotFoundError:
+            pass
+        set_subreaper()
+        # Signals: SIGCHLD wakes poll through a pipe; termination signals are ignored (the engine
+        # stops the container through the runtime, never by signalling the monitor).  Handlers,
+        # unlike SIG_IGN, are reset by exec, so the runtime and the container get the defaults.
+        monitor.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
+        monitor.listen()
+        monitor.sync_fd = sync_fd
+        err = monitor.start_container()
+        if monitor.sync_fd < 0:
+            sync_fd = -1  # already reported (wait_attach)
+        if err:
+            monitor.status = "exited"
+            monitor.error = err
+            monitor.exit_code = proto.exit_code_for(err)
+            monitor.finished_at = now_rfc3339()
+            monitor.write_state()
+            report(sync_fd, {"ok": False, "error": err})
+            sync_fd = -1
+            return 1
+        monitor.write_state()
+        if sync_fd >= 0:
+            report(sync_fd, {"ok": True, "pid": monitor.pid, "monitor_pid": os.getpid()})
+        sync_fd = -1
+        monitor.loop()
+        return 0
+    except Exception as e:
+        msg = f"monitor: {type(e).__name__}: {e}"
+        if sync_fd >= 0:
+            report(sync_fd, {"ok": False, "error": msg})
+        if monitor is not None:
+            try:
+                monitor.run_runtime("delete", "--force", monitor.id)  # no container may outlive us
+                monitor.status, monitor.error = "exited", msg
+                monitor.write_state()
+            except Exception:
+                pass
+        return 1
+    finally:
+        if monitor is not None:
+            if monitor.listener is not None:
+                monitor.listener.close()
+                try:
+                    os.unlink(proto.ATTACH_SOCK)
+                except OSError:
+                    pass
+            try:
+                monitor.log.close()
+            except OSError:
+                pass
