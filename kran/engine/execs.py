@@ -145,75 +145,17 @@ def _console(work: str) -> tuple[socket.socket, str]:
 
 
 def _exec_tty(cmd: list[str], work: str, cid: str, stdin: bool, detach_keys: str | None) -> int:
-    import fcntl
-    import select
-    import signal
-    import termios
+    """Foreground exec with a terminal: the runtime (runc's behaviour) puts our terminal in raw mode,
+    allocates the container's pty, copies between them and forwards window size changes."""
+    from kran.errors import InvalidArgument
 
-    srv, path = _console(work)
-    p = subprocess.Popen(cmd + ["--tty", "--console-socket", path, cid], stdin=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    srv.settimeout(30)
-    try:
-        conn, _ = srv.accept()
-    except OSError:
-        p.wait()
-        err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-        raise _map_error(err) from None
-    master = _recv_fd(conn)
-    conn.close()
-    srv.close()
-    in_fd = sys.stdin.fileno() if stdin else -1
-    is_tty = in_fd >= 0 and os.isatty(in_fd)
-    old = termios.tcgetattr(in_fd) if is_tty else None
-
-    def resize() -> None:
-        if is_tty:
-            try:
-                ws = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, ws)
-            except OSError:
-                pass
-
-    prev = signal.signal(signal.SIGWINCH, lambda *_: resize())
-    try:
-        if is_tty:
-            import tty as ttymod
-
-            ttymod.setraw(in_fd)
-        resize()
-        out = sys.stdout.buffer
-        while True:
-            fds = [master] + ([in_fd] if in_fd >= 0 else [])
-            try:
-                r, _, _ = select.select(fds, [], [], 0.2)
-            except InterruptedError:
-                continue
-            if master in r:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                out.write(data)
-                out.flush()
-            if in_fd >= 0 and in_fd in r:
-                data = os.read(in_fd, 65536)
-                if not data:
-                    in_fd = -1
-                else:
-                    os.write(master, data)
-            if not r and p.poll() is not None:
-                break
-    finally:
-        if old is not None:
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, old)
-        signal.signal(signal.SIGWINCH, prev)
-        os.close(master)
-    rc = p.wait()
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    if rc != 0 and ("exec failed" in err or "unable to start container process" in err):
+    if not os.isatty(sys.stdin.fileno()):
+        raise InvalidArgument("the input device is not a TTY")
+    p = subprocess.Popen(cmd + ["--tty", cid], stderr=subprocess.PIPE)
+    _out, err_b = p.communicate()
+    err = err_b.decode(errors="replace")
+    if p.returncode != 0 and ("exec failed" in err or "unable to start container process" in err):
         raise _map_error(err)
-    return rc
-
+    if err and not _RUNTIME_LOG.match(err.encode()):
+        sys.stderr.write(err)
+    return p.returncode

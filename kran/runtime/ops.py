@@ -368,22 +368,40 @@ def exec_process(
     status = c.status()
     if status not in (CREATED, RUNNING):
         raise Conflict(f"cannot exec in a {status} container")
+    ours = None
     if proc.get("terminal") and not console_socket:
-        raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
-    console_fd = process.connect_console(console_socket) if console_socket else None
+        if detach:
+            raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
+        # Like `runc exec -t` in the foreground: allocate the pty ourselves and relay it to our stdio.
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        console_fd = theirs.detach()
+    else:
+        console_fd = process.connect_console(console_socket) if console_socket else None
     if not detach:
         process.set_subreaper()
+    master = None
     try:
         pid = process.spawn_exec(
             c.pid, c.data.get("cgroup"), proc, c.config.get("linux") or {}, console_fd, preserve_fds
         )
+        if ours is not None:
+            import socket
+
+            _msg, fds, _flags, _addr = socket.recv_fds(ours, 4096, 1)
+            master = fds[0]
     finally:
         if console_fd is not None:
             os.close(console_fd)
+        if ours is not None:
+            ours.close()
     if pid_file:
         _write_atomic(pid_file, str(pid))
     if detach:
         return 0
+    if master is not None:
+        return process.relay_pty(master, pid)
     return process.wait_forwarding(pid)
 
 
