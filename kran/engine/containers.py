@@ -348,6 +348,19 @@ def _validate_host_config(h: dict[str, Any]) -> None:
 # -- start ----------------------------------------------------------------------------------------
 
 
+def _runtime_argv(engine: Engine, name: str) -> list[str]:
+    """How to run the OCI runtime: kran's own (started the fast way, without site-packages) or a
+    runc-compatible binary by name or path."""
+    import sys
+
+    if (name or os.environ.get("KRAN_RUNTIME") or "kran") == "kran":
+        import kran
+
+        main = os.path.join(os.path.dirname(kran.__file__), "runtime", "__main__.py")
+        return [sys.executable, "-I", "-S", main]
+    return [_runtime_path(engine, name)]
+
+
 def _runtime_path(engine: Engine, name: str) -> str:
     import sys
 
@@ -517,7 +530,7 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
             mon = {
                 "id": c.id,
                 "bundle": c.dir,
-                "runtime": _runtime_path(engine, h.get("Runtime") or ""),
+                "runtime": _runtime_argv(engine, h.get("Runtime") or ""),
                 "runtime_root": os.path.join(run_dir(engine), "runtime"),
                 "tty": bool(c.config.get("Tty")),
                 "stdin": bool(c.config.get("OpenStdin")),
@@ -578,8 +591,8 @@ def _signame(n: int) -> str:
 def _runtime(engine: Engine, c: Container, *args: str, check: bool = True) -> Any:
     import subprocess
 
-    rt = _runtime_path(engine, c.host_config.get("Runtime") or "")
-    p = subprocess.run([rt, "--root", os.path.join(run_dir(engine), "runtime"), *args], capture_output=True, text=True)
+    rt = _runtime_argv(engine, c.host_config.get("Runtime") or "")
+    p = subprocess.run([*rt, "--root", os.path.join(run_dir(engine), "runtime"), *args], capture_output=True, text=True)
     if check and p.returncode != 0:
         msg = (p.stderr.strip().splitlines() or ["runtime failed"])[-1]
         m = re.search(r'msg="?([^"]*)"?', msg)
@@ -715,7 +728,8 @@ def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False)
         _runtime(engine, c, "kill", c.id, "9", check=False)
         wait_exit(engine, c.id, 30)
         c = get(engine, c.id)
-    _runtime(engine, c, "delete", "--force", c.id, check=False)
+    if os.path.exists(os.path.join(run_dir(engine), "runtime", c.id)):
+        _runtime(engine, c, "delete", "--force", c.id, check=False)  # the monitor died before it could
     _cleanup_after_exit(engine, c)
     with engine.store.writing():
         with transaction(engine.store.db):

@@ -95,13 +95,13 @@ def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, st
     if not c.running:
         raise Conflict(f"container {c.id} is not running")
     proc = _process(engine, c, args, tty=tty, user=user, workdir=workdir, env=list(env), privileged=privileged)
-    rt = containers._runtime_path(engine, c.host_config.get("Runtime") or "")
+    rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
     work = tempfile.mkdtemp(prefix="exec-", dir=os.path.join(containers.run_dir(engine)) if os.path.isdir(containers.run_dir(engine)) else None)
     try:
         pfile = os.path.join(work, "process.json")
         with open(pfile, "w") as f:
             json.dump(proc, f)
-        cmd = [rt, "--root", os.path.join(containers.run_dir(engine), "runtime"), "exec", "--process", pfile]
+        cmd = [*rt, "--root", os.path.join(containers.run_dir(engine), "runtime"), "exec", "--process", pfile]
         if detach:
             cmd.append("--detach")
         if tty and not detach:

@@ -79,9 +79,10 @@ def start(container_dir: str, *, timeout: float = 30) -> StartResult:
         finally:
             os.close(sync_w)
             os.close(err_w)
-        # The first process forks the monitor and exits at once.
-        p.wait(timeout)
+        # The first process forks the monitor and exits at once; read the report first, so that
+        # the wait below finds it gone (Popen.wait with a timeout would poll with sleeps).
         line = _read_line(sync_r, time.monotonic() + timeout)
+        p.wait(timeout)
         if not line:
             err = _read_all(err_r, time.monotonic() + 1.0).decode(errors="replace").strip()
             tail = err.splitlines()[-1] if err else f"exit status {p.returncode}"

@@ -306,7 +306,7 @@ class Monitor:
 
     def run_runtime(self, *args: str, stdio: tuple[int, int, int] | None = None) -> tuple[int, str]:
         """Run ``runtime --root R ARGS``; return (exit status, cleaned stderr message)."""
-        argv = [self.runtime]
+        argv = list(self.runtime) if isinstance(self.runtime, list) else [self.runtime]
         if self.runtime_root:
             argv += ["--root", self.runtime_root]
         argv += args
