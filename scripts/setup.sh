@@ -13,4 +13,5 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m compileall -q kran  # bytecode up front: every kran process starts faster
 echo "kran is installed: $(pwd)/.venv/bin/kran"

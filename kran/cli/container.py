@@ -520,7 +520,7 @@ def cmd_logs(engine: Any, p: P) -> int:
     now = time.time()
     log_path = os.path.join(c.dir, f"{c.id}-json.log")
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for stream, data, ts in read_logs(log_path, follow=p.follow and c.running, tail=tail, since=_parse_time(p.since, now),
+    for stream, data, _ts in read_logs(log_path, follow=p.follow and c.running, tail=tail, since=_parse_time(p.since, now),
                                       until=_parse_time(p.until, now), timestamps=p.timestamps):
         f = err if stream == "stderr" else out
         f.write(data)  # with timestamps=True, read_logs already put "<time> " in front
