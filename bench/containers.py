@@ -137,6 +137,9 @@ def main() -> None:
                 if sub.is_dir():
                     os.rmdir(sub)
             os.rmdir(d)
+        import hashlib
+
+        shutil.rmtree(Path("/run/kran") / hashlib.sha256(str(root).encode()).hexdigest()[:12], ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

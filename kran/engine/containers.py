@@ -739,6 +739,9 @@ def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False)
             os.rename(c.dir, os.path.join(trash, "c"))
         except FileNotFoundError:
             pass
+    from kran.sys.fsutil import unmount_under
+
+    unmount_under(trash)  # never delete through a mount that is still there
     shutil.rmtree(trash, ignore_errors=True)
     _event(engine, "destroy", c.id, image=c.image_name, name=c.name)
 

@@ -128,6 +128,9 @@ class Store:
             return
         if not left:
             return
+        from kran.sys.fsutil import unmount_under
+
+        unmount_under(self.tmp)  # a crashed `rm` may have left a mount in its trash
         for name in left:
             p = os.path.join(self.tmp, name)
             if os.path.isdir(p) and not os.path.islink(p):

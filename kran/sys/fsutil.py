@@ -66,3 +66,27 @@ def is_mountpoint(path: str) -> bool:
     except OSError:
         return False
     return False
+
+
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below ``path``, deepest first."""
+    p = os.path.realpath(path).rstrip("/")
+    out = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split(" ", 5)[4].replace("\\040", " ")
+                if mp == p or mp.startswith(p + "/"):
+                    out.append(mp)
+    except OSError:
+        return []
+    return sorted(out, key=len, reverse=True)
+
+
+def unmount_under(path: str) -> None:
+    """Lazily unmount everything at or below ``path`` (before deleting a tree that may hold mounts)."""
+    for mp in mounts_under(path):
+        try:
+            umount(mp, MNT_DETACH)
+        except OSError:
+            pass
