@@ -10,7 +10,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-PY=${PYTHON:-python3}
+# Debian's own interpreter: its files are world-readable, which a container process in a user
+# namespace needs (an interpreter under /root, like pyenv's, is out of its reach).
+PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 .venv/bin/python -m compileall -q kran  # bytecode up front: every kran process starts faster

@@ -541,6 +541,11 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
                 "stop_signal": "SIG" + _signame(parse_signal(c.config.get("StopSignal") or "SIGTERM")),
                 "wait_attach": wait_attach,
             }
+            if h.get("AutoRemove"):
+                import sys
+
+                # docker's --rm when nobody waits for the container: its monitor removes it at the end
+                mon["on_exit"] = [sys.executable, "-m", "kran", "--root", engine.root, "rm", "-f", c.id]
             os.makedirs(mon["runtime_root"], 0o700, exist_ok=True)
             with open(os.path.join(c.dir, "monitor.json"), "w") as f:
                 json.dump(mon, f)
@@ -635,7 +640,11 @@ def wait_exit(engine: Engine, ref: str, timeout: float | None = None) -> int | N
     c = get(engine, ref)
     delay = 0.005
     while True:
-        c = get(engine, c.id)
+        try:
+            c = get(engine, c.id)
+        except ContainerNotFound:  # removed meanwhile (--rm): it has exited
+            st = c.state or {}
+            return int(st.get("exit_code") or 0) if st.get("status") == "exited" else 0
         if not c.running:
             return int((c.state or {}).get("exit_code") or 0) if c.state else c.exit_code
         if deadline is not None and time.monotonic() >= deadline:
@@ -671,11 +680,11 @@ def _stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None 
     if timeout != 0:
         _runtime(engine, c, "kill", c.id, str(n), check=False)
         if wait_exit(engine, c.id, None if timeout < 0 else timeout) is not None:
-            return get(engine, c.id)
+            return c
     _runtime(engine, c, "kill", c.id, "9", check=False)
     if wait_exit(engine, c.id, 30) is None:
         raise KranError(f"cannot stop container: {ref}: tried to kill container, but did not receive an exit event")
-    return get(engine, c.id)
+    return c
 
 
 def restart(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:

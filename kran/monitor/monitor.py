@@ -269,6 +269,7 @@ class Monitor:
         self.tty = bool(cfg.get("tty"))
         self.open_stdin = bool(cfg.get("stdin"))
         self.wait_attach = bool(cfg.get("wait_attach"))
+        self.on_exit = cfg.get("on_exit") or []
         self.sync_fd = -1
         restart = cfg.get("restart") or {}
         self.policy = restart.get("name") or "no"
@@ -790,6 +791,25 @@ class Monitor:
             self.poll_once(0.05)
         for c in list(self.clients.values()):
             self.drop_client(c)
+        if self.on_exit and self.status == "exited":
+            self.spawn_detached(self.on_exit)
+
+    def spawn_detached(self, argv: list) -> None:
+        """Run ``argv`` (docker's --rm: the engine's `rm`) in its own session; don't wait for it."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                if os.fork():
+                    os._exit(0)
+                os.chdir("/")
+                null = os.open(os.devnull, os.O_RDWR)
+                for target in (0, 1, 2):
+                    os.dup2(null, target)
+                os.execvp(argv[0], argv)
+            finally:
+                os._exit(127)
+        os.waitpid(pid, 0)
 
 
 def report(fd: int, msg: dict) -> None:

@@ -328,3 +328,19 @@ def test_container_outlives_killed_cli(kran, busybox):
     time.sleep(0.6)
     assert kran("inspect", "-f", "{{.State.Running}}", "survivor").out == "true\n"
     assert kran("logs", "survivor").out.count("tick") > n1
+
+
+def test_detached_rm_removes_itself(kran, busybox):
+    cid = kran("run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.3").out.strip()
+    assert kran("ps", "-q", "--no-trunc").out.strip() == cid
+    deadline = time.time() + 20
+    while kran("ps", "-aq").out and time.time() < deadline:
+        time.sleep(0.1)
+    assert kran("ps", "-aq").out == ""
+    # and a stopped --rm container goes too
+    kran("run", "-d", "--rm", "--name", "gone", "busybox", "sleep", "300")
+    kran("stop", "-t", "0", "gone")
+    deadline = time.time() + 20
+    while kran("ps", "-aq").out and time.time() < deadline:
+        time.sleep(0.1)
+    assert kran("ps", "-aq").out == ""
