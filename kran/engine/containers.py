@@ -540,6 +540,8 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
                 "restart": {"name": rp.get("Name") or "no", "max_retries": int(rp.get("MaximumRetryCount") or 0)},
                 "stop_signal": "SIG" + _signame(parse_signal(c.config.get("StopSignal") or "SIGTERM")),
                 "wait_attach": wait_attach,
+                "events_path": os.path.join(engine.root, "events.jsonl"),
+                "event_attrs": {"image": c.image_name, "name": c.name},
             }
             if h.get("AutoRemove"):
                 import sys

@@ -270,6 +270,8 @@ class Monitor:
         self.open_stdin = bool(cfg.get("stdin"))
         self.wait_attach = bool(cfg.get("wait_attach"))
         self.on_exit = cfg.get("on_exit") or []
+        self.events_path = cfg.get("events_path") or ""
+        self.event_attrs = cfg.get("event_attrs") or {}
         self.sync_fd = -1
         restart = cfg.get("restart") or {}
         self.policy = restart.get("name") or "no"
@@ -708,6 +710,9 @@ class Monitor:
             self.status = "exited"
             self.phase = "done"
         self.write_state()
+        self.emit_event("die", exitCode=str(self.exit_code))
+        if self.oom_killed:
+            self.emit_event("oom")
         self.broadcast(proto.frame(proto.EXIT, str(self.exit_code).encode()), force=True)
         for c in list(self.clients.values()):
             c.closing = True
@@ -793,6 +798,23 @@ class Monitor:
             self.drop_client(c)
         if self.on_exit and self.status == "exited":
             self.spawn_detached(self.on_exit)
+
+    def emit_event(self, action: str, **attrs: str) -> None:
+        """Append a docker-style event to the engine's journal (kran events), if it gave one."""
+        if not self.events_path:
+            return
+        now = time.time_ns()
+        ev = {"Type": "container", "Action": action,
+              "Actor": {"ID": self.id, "Attributes": dict(self.event_attrs, **attrs)},
+              "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
+        try:
+            fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, (json_dumps(ev) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     def spawn_detached(self, argv: list) -> None:
         """Run ``argv`` (docker's --rm: the engine's `rm`) in its own session; don't wait for it."""

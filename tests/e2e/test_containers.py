@@ -262,6 +262,8 @@ def test_diff_export_top_stats_update_events(kran, busybox, tmp_path):
     ev = kran("events", "--until", "0s").out.splitlines()
     actions = [line.split()[2] for line in ev]
     assert actions[:2] == ["create", "start"] and actions[-1] == "destroy"
+    assert "die" in actions and actions.index("die") > actions.index("start")
+    assert any("exitCode=137" in line for line in ev if " die " in line)
     assert all("name=ops" in line for line in ev)
 
 
