@@ -103,7 +103,15 @@ def cmd_prune(engine: Any, p: P) -> int:
         print("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items))
         if not confirm("Are you sure you want to continue?"):
             return 0
+    from kran.engine import containers
+
+    gone, space = containers.prune(engine)
+    if gone:
+        print("Deleted Containers:")
+        sys.stdout.write("".join(g + "\n" for g in gone))
+        print()
     rep = prune(engine, all=p.all, filters=p.filter)
+    rep.reclaimed += space
     if rep.lines:
         print("Deleted Images:")
         sys.stdout.write("".join(line + "\n" for line in rep.lines))

@@ -586,9 +586,18 @@ def disk_usage(engine: Engine) -> list[DiskUsageRow]:
             used = 0
         reclaim = total - used
 
+    cs = []
+    if os.path.exists(os.path.join(engine.root, "kran.db")):
+        from kran.engine.containers import all_containers, size_rw
+
+        cs = all_containers(engine)
+    c_sizes = [(c, size_rw(c)) for c in cs]
+    c_total = sum(sz for _, sz in c_sizes)
+    c_reclaim = sum(sz for c, sz in c_sizes if not c.running)
     return [
         DiskUsageRow(type="Images", total=n, active=active, size=total, reclaimable=reclaim),
-        DiskUsageRow(type="Containers", total=0, active=0, size=0, reclaimable=0),
+        DiskUsageRow(type="Containers", total=len(cs), active=sum(1 for c in cs if c.running), size=c_total,
+                     reclaimable=c_reclaim),
         DiskUsageRow(type="Local Volumes", total=0, active=0, size=0, reclaimable=0),
         DiskUsageRow(type="Build Cache", total=0, active=0, size=0, reclaimable=0),
     ]

@@ -346,3 +346,20 @@ def test_detached_rm_removes_itself(kran, busybox):
     while kran("ps", "-aq").out and time.time() < deadline:
         time.sleep(0.1)
     assert kran("ps", "-aq").out == ""
+
+
+def test_system_df_and_prune_count_containers(kran, busybox):
+    kran("run", "-d", "--name", "up1", "busybox", "sh", "-c", "head -c 100000 /dev/zero > /big; sleep 300")
+    kran("run", "--name", "down1", "busybox", "sh", "-c", "head -c 50000 /dev/zero > /big")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        rows = {line.split()[0]: line.split() for line in kran("system", "df").out.splitlines()[1:]}
+        if rows["Containers"][3] != "0B":
+            break
+        time.sleep(0.1)
+    assert rows["Containers"][1:3] == ["2", "1"]
+    assert rows["Images"][1:3] == ["1", "1"]
+    out = kran("system", "prune", "-f").out
+    assert out.startswith("Deleted Containers:\n")
+    assert kran("ps", "-a", "--format", "{{.Names}}").out == "up1\n"
+    assert kran("images", "-q").out.strip() == busybox[7:19]
