@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import signal as _signal
 import time
@@ -71,7 +70,7 @@ class Container:
 
 
 def _now_rfc3339() -> str:
-    from kran.engine.images import rfc3339
+    from kran.engine.timefmt import rfc3339
 
     return rfc3339(time.time())
 
@@ -245,7 +244,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
         r = refs.parse_normalized(image)
         raise NotFound(f"No such image: {r.tagged_or_latest().familiar()}") from None
     rec = ist.get(image_id)
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     cfg = _merge_config(json.loads(rec.config), config, cid)
     if not (cfg.get("Entrypoint") or cfg.get("Cmd")):
         raise InvalidArgument("No command specified")
@@ -806,8 +805,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
     """Docker's ContainerJSON for one container."""
-    from kran.engine.images import rfc3339
     from kran.engine.spec import process_args
+    from kran.engine.timefmt import rfc3339
 
     c = get(engine, ref)
     st = c.state or {}

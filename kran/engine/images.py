@@ -7,7 +7,6 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kran.errors import Conflict, ImageNotFound, InvalidArgument, InvalidContent, InvalidReference, KranError
@@ -18,12 +17,7 @@ if TYPE_CHECKING:
     from kran.image.archive import Loaded
 
 
-def rfc3339(ts: float) -> str:
-    """Go's time.RFC3339Nano in UTC, as Docker prints ``Created``."""
-    dt = datetime.fromtimestamp(ts, tz=UTC)
-    frac = f"{dt.microsecond * 1000:09d}".rstrip("0")
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
-
+from kran.engine.timefmt import rfc3339  # noqa: E402 - re-exported for callers
 
 # -- input helpers --------------------------------------------------------------------------------
 
