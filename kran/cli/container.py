@@ -9,7 +9,7 @@ import time
 from datetime import UTC
 from typing import Any
 
-from kran.cli.flags import Command, Flag, UsageError
+from kran.cli.flags import Command, Flag
 from kran.cli.flags import Parsed as P
 from kran.cli.runopts import CREATE_FLAGS, RUN_FLAGS
 
@@ -94,52 +94,11 @@ _SUB = {"run": RUN, "create": CREATE, "start": START, "stop": STOP, "restart": R
         "remove": RM, "ls": PS, "list": PS, "ps": PS, "logs": LOGS, "wait": WAIT, "rename": RENAME, "pause": PAUSE,
         "unpause": UNPAUSE, "attach": ATTACH, "exec": EXEC, "prune": PRUNE, "inspect": CINSPECT}
 
-GROUP_HELP = """
-Usage:  kran container COMMAND
-
-Manage containers
-
-Commands:
-  attach      Attach local standard input, output, and error streams to a running container
-  create      Create a new container
-  exec        Execute a command in a running container
-  inspect     Display detailed information on one or more containers
-  kill        Kill one or more running containers
-  logs        Fetch the logs of a container
-  ls          List containers
-  pause       Pause all processes within one or more containers
-  prune       Remove all stopped containers
-  rename      Rename a container
-  restart     Restart one or more containers
-  rm          Remove one or more containers
-  run         Create and run a new container from an image
-  start       Start one or more stopped containers
-  stop        Stop one or more running containers
-  unpause     Unpause all processes within one or more containers
-  wait        Block until one or more containers stop, then print their exit codes
-
-Run 'kran container COMMAND --help' for more information on a command.
-"""
-
-
-def _group_help(_e: Any, _p: P) -> int:
-    sys.stdout.write(GROUP_HELP.lstrip("\n"))
-    return 0
-
-
 def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     if name == "container":
-        if not argv or argv[0] in ("-h", "--help"):
-            return Command("container", "COMMAND", "Manage containers", max_args=99), _group_help
-        sub = argv.pop(0)
-        cmd = _SUB.get(sub)
-        if cmd is None:
-            raise UsageError(f"kran container: '{sub}' is not a kran command")
-        if not cmd.name.startswith("container "):
-            from dataclasses import replace
+        from kran.cli.flags import group_dispatch
 
-            cmd = replace(cmd, name="container " + sub)
-        return cmd, globals()[cmd.handler]
+        return group_dispatch("container", "Manage containers", _SUB, argv, globals())
     cmd = _TOP[name]
     return cmd, globals()[cmd.handler]
 

@@ -189,3 +189,35 @@ def help_text(cmd: Command, prog: str = "kran") -> str:
     if cmd.examples:
         lines += ["Examples:", cmd.examples, ""]
     return "\n".join(lines)
+
+
+def group_dispatch(group: str, description: str, subs: dict[str, Command], argv: list[str],
+                   namespace: dict[str, Any]) -> tuple[Command, Any]:
+    """``kran GROUP SUB ...``: the subcommand's spec (named "GROUP SUB" in its help) and handler.
+
+    Without a subcommand (or with --help) the handler prints the group's command list, made from
+    the subcommands' own descriptions.
+    """
+    import sys
+    from dataclasses import replace
+
+    if not argv or argv[0] in ("-h", "--help"):
+        argv.clear()
+
+        def show(_engine: Any, _p: Parsed) -> int:
+            primary: dict[str, str] = {}
+            for sub, cmd in subs.items():
+                primary.setdefault(cmd.description, sub)  # the first name listed is the primary one
+            names = sorted(primary.values())
+            lines = [f"Usage:  kran {group} COMMAND", "", description, "", "Commands:"]
+            lines += [f"  {n:<11} {subs[n].description}" for n in names]
+            lines += ["", f"Run 'kran {group} COMMAND --help' for more information on a command.", ""]
+            sys.stdout.write("\n".join(lines))
+            return 0
+
+        return Command(group, "COMMAND", description, max_args=99), show
+    sub = argv.pop(0)
+    cmd = subs.get(sub)
+    if cmd is None:
+        raise UsageError(f"kran {group}: '{sub}' is not a kran command")
+    return replace(cmd, name=f"{group} {sub}"), namespace[cmd.handler]

@@ -8,7 +8,7 @@ import time
 from datetime import UTC
 from typing import Any
 
-from kran.cli.flags import Command, Flag, UsageError
+from kran.cli.flags import Command, Flag
 from kran.cli.flags import Parsed as P
 
 FORMAT_HELP = "Format output using a custom template:\n'table': Print output in table format with column headers (default)\n'table TEMPLATE': Print output in table format using the given Go template\n'json': Print in JSON format\n'TEMPLATE': Print output using the given Go template"
@@ -104,48 +104,13 @@ _SUB = {
     "tag": TAG, "rm": RMI, "remove": RMI, "inspect": IMAGE_INSPECT, "prune": PRUNE,
 }
 
-IMAGE_GROUP_HELP = """
-Usage:  kran image COMMAND
-
-Manage images
-
-Commands:
-  history     Show the history of an image
-  import      Import the contents from a tarball to create a filesystem image
-  inspect     Display detailed information on one or more images
-  load        Load an image from a tar archive or STDIN
-  ls          List images
-  prune       Remove unused images
-  rm          Remove one or more images
-  save        Save one or more images to a tar archive (streamed to STDOUT by default)
-  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
-
-Run 'kran image COMMAND --help' for more information on a command.
-"""
-
-
-def _group_help(_engine: Any, _p: P) -> int:
-    sys.stdout.write(IMAGE_GROUP_HELP.lstrip("\n"))
-    return 0
-
-
 def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     if name == "image":
-        if not argv or argv[0] in ("-h", "--help"):
-            return Command("image", "COMMAND", "Manage images", max_args=99), _group_help
-        sub = argv.pop(0)
-        cmd = _SUB.get(sub)
-        if cmd is None:
-            raise UsageError(f"kran image: '{sub}' is not a kran command")
-        if cmd.name in _BY_NAME or cmd is IMAGES:
-            cmd = Command(**{**_fields(cmd), "name": "image " + ("ls" if cmd is IMAGES else "rm" if cmd is RMI else sub)})
-    else:
-        cmd = _BY_NAME[name]
+        from kran.cli.flags import group_dispatch
+
+        return group_dispatch("image", "Manage images", _SUB, argv, globals())
+    cmd = _BY_NAME[name]
     return cmd, globals()[cmd.handler]
-
-
-def _fields(cmd: Command) -> dict[str, Any]:
-    return {f: getattr(cmd, f) for f in Command.__slots__}  # type: ignore[attr-defined]
 
 
 # -- images ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from kran.cli.flags import Command, Flag, UsageError
+from kran.cli.flags import Command, Flag
 from kran.cli.flags import Parsed as P
 
 DF = Command(
@@ -32,34 +32,12 @@ VERSION = Command(
     max_args=0, handler="cmd_version",
 )
 
-GROUP_HELP = """
-Usage:  kran system COMMAND
-
-Manage kran
-
-Commands:
-  df          Show docker disk usage
-  prune       Remove unused data
-
-Run 'kran system COMMAND --help' for more information on a command.
-"""
-
-
-def _group_help(_e: Any, _p: P) -> int:
-    sys.stdout.write(GROUP_HELP.lstrip("\n"))
-    return 0
-
-
 def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     if name == "version":
         return VERSION, cmd_version
-    if not argv or argv[0] in ("-h", "--help"):
-        return Command("system", "COMMAND", "Manage kran", max_args=99), _group_help
-    sub = argv.pop(0)
-    cmd = {"df": DF, "prune": PRUNE}.get(sub)
-    if cmd is None:
-        raise UsageError(f"kran system: '{sub}' is not a kran command")
-    return cmd, globals()[cmd.handler]
+    from kran.cli.flags import group_dispatch
+
+    return group_dispatch("system", "Manage kran", {"df": DF, "prune": PRUNE}, argv, globals())
 
 
 def cmd_df(engine: Any, p: P) -> int:

@@ -155,3 +155,15 @@ def test_help_everywhere(kran):
         out = kran(*cmd, "--help").out
         assert out.startswith(f"Usage:  kran {' '.join(cmd)}"), out
         assert "Options:" in out or cmd == ["tag"]
+
+
+def test_group_help_lists_subcommands(kran):
+    for group, some in (("image", ["ls", "rm", "prune", "inspect"]), ("container", ["ls", "run", "exec", "prune"]),
+                        ("system", ["df", "prune"])):
+        for args in ([group], [group, "--help"]):
+            out = kran(*args).out
+            assert out.startswith(f"Usage:  kran {group} COMMAND")
+            listed = [line.split()[0] for line in out.split("Commands:\n", 1)[1].split("\n\n")[0].splitlines()]
+            assert set(some) <= set(listed) and listed == sorted(listed)
+    r = kran("image", "bogus", check=False)
+    assert r.returncode == 125 and "'bogus' is not a kran command" in r.err
