@@ -133,19 +133,20 @@ class RunFailed(Exception):
 
 
 def _create(engine: Any, p: P) -> str:
+    from kran.cli.registry import printer
     from kran.cli.runopts import build
     from kran.engine import containers
-    from kran.errors import NotFound
+    from kran.engine.registry import pull_if_missing
 
     config, host = build(p, p.args[0], p.args[1:])
-    try:
-        return containers.create(engine, config, host, p.name)
-    except NotFound as e:
-        if "No such image" in str(e):
-            from kran.image.reference import parse_normalized
-
-            sys.stderr.write(f"Unable to find image '{parse_normalized(p.args[0]).tagged_or_latest().familiar()}' locally\n")
-        raise
+    # docker's --pull missing (default) | always | never: "Unable to find image" and the pull
+    # progress go to stderr, so stdout keeps only the container's ID or output
+    pull_if_missing(
+        engine, p.args[0], policy=p.pull,
+        on_missing=None if p.quiet else lambda name: sys.stderr.write(f"Unable to find image '{name}' locally\n"),
+        progress=None if p.quiet else printer(sys.stderr),
+    )
+    return containers.create(engine, config, host, p.name)
 
 
 def _run_error(cmd: str, e: Exception) -> int:

@@ -41,12 +41,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("container", "Update configuration of one or more containers"),
     "events": ("container", "Get real time events from the server"),
     "system": ("system", "Manage kran"),
+    "pull": ("registry", "Download an image from a registry"),
+    "push": ("registry", "Upload an image to a registry"),
+    "login": ("registry", "Log in to a registry"),
+    "logout": ("registry", "Log out from a registry"),
+    "volume": ("volume", "Manage volumes"),
+    "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
     "version": ("system", "Show the kran version information"),
 }
 
-MANAGEMENT = ("container", "image", "system")
-COMMON = ("run", "exec", "ps", "images", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+MANAGEMENT = ("container", "image", "system", "volume")
+COMMON = ("run", "exec", "ps", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
+          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "cp", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND

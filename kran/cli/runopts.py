@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
 from kran.cli.flags import Flag
 from kran.errors import InvalidArgument
+
+_VOLNAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 RUN_FLAGS = (
     Flag("add-host", "", "list", "list", "Add a custom host-to-IP mapping (host:ip)"),
@@ -33,6 +36,7 @@ RUN_FLAGS = (
     Flag("log-opt", "", "list", "list", "Log driver options"),
     Flag("memory", "m", "str", "bytes", "Memory limit"),
     Flag("memory-reservation", "", "str", "bytes", "Memory soft limit"),
+    Flag("mount", "", "list", "mount", "Attach a filesystem mount to the container"),
     Flag("memory-swap", "", "str", "bytes", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
     Flag("name", "", "str", "string", "Assign a name to the container"),
     Flag("network", "", "str", "network", "Connect a container to a network"),
@@ -54,6 +58,8 @@ RUN_FLAGS = (
     Flag("tmpfs", "", "list", "list", "Mount a tmpfs directory"),
     Flag("tty", "t", help="Allocate a pseudo-TTY"),
     Flag("ulimit", "", "list", "ulimit", "Ulimit options"),
+    Flag("volume", "v", "list", "list", "Bind mount a volume"),
+    Flag("volumes-from", "", "list", "list", "Mount volumes from the specified container(s)"),
     Flag("user", "u", "str", "string", "Username or UID (format: <name|uid>[:<group|gid>])"),
     Flag("workdir", "w", "str", "string", "Working directory inside the container"),
 )
@@ -144,6 +150,105 @@ def parse_ulimit(s: str) -> dict[str, Any]:
     return {"Name": name, "Soft": si, "Hard": hi}
 
 
+def parse_volume(spec: str) -> tuple[str, str, str]:
+    """``-v [SOURCE:]DEST[:MODE]`` -> (source, dest, mode); docker's rules for the pieces."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        src, dest, mode = "", parts[0], ""
+    elif len(parts) == 2:
+        if parts[1] and (parts[1] in ("ro", "rw", "z", "Z") or "," in parts[1]) and parts[0].startswith("/"):
+            src, dest, mode = "", parts[0], parts[1]
+        else:
+            src, dest, mode = parts[0], parts[1], ""
+    elif len(parts) == 3:
+        src, dest, mode = parts
+    else:
+        raise InvalidArgument(f"invalid spec: {spec}: too many colons")
+    if not dest:
+        raise InvalidArgument(f"invalid spec: {spec}: empty section between colons")
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"invalid mount config for type \"{'bind' if src.startswith('/') else 'volume'}\": "
+                              f"invalid mount path: '{dest}' mount path must be absolute")
+    for m in mode.split(",") if mode else []:
+        if m not in ("ro", "rw", "z", "Z", "nocopy", "shared", "rshared", "slave", "rslave", "private", "rprivate"):
+            raise InvalidArgument(f"invalid mode: {mode}")
+    if src and not src.startswith("/") and not _VOLNAME.match(src):
+        raise InvalidArgument(
+            f'create {src}: "{src}" includes invalid characters for a local volume name, '
+            'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path'
+        )
+    return src, dest, mode
+
+
+_MOUNT_KEYS = {
+    "type": "Type", "source": "Source", "src": "Source", "target": "Target", "dst": "Target",
+    "destination": "Target", "readonly": "ReadOnly", "ro": "ReadOnly", "bind-propagation": "Propagation",
+    "tmpfs-size": "TmpfsSize", "tmpfs-mode": "TmpfsMode", "volume-nocopy": "NoCopy", "volume-label": "Label",
+    "volume-driver": "Driver", "volume-opt": "DriverOpt", "consistency": "Consistency",
+}
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``--mount type=...,src=...,dst=...`` -> docker's mount.Mount (HostConfig.Mounts item)."""
+    import csv
+
+    fields = next(csv.reader([spec])) if spec else []
+    m: dict[str, Any] = {"Type": "volume"}
+    bind: dict[str, Any] = {}
+    vol: dict[str, Any] = {}
+    tmp: dict[str, Any] = {}
+    for f in fields:
+        k, sep, v = f.partition("=")
+        key = _MOUNT_KEYS.get(k.strip().lower())
+        if key is None:
+            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{k}' in '{f}'")
+        if key in ("ReadOnly", "NoCopy"):
+            if not sep:
+                v = "true"
+            if v.lower() not in ("1", "true", "0", "false"):
+                raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid value for {k}: {v}")
+            if key == "ReadOnly":
+                m["ReadOnly"] = v.lower() in ("1", "true")
+            else:
+                vol["NoCopy"] = v.lower() in ("1", "true")
+            continue
+        if not sep:
+            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid field '{f}' must be a key=value pair")
+        if key == "Type":
+            m["Type"] = v.lower()
+        elif key in ("Source", "Target", "Consistency"):
+            m[key] = v
+        elif key == "Propagation":
+            bind["Propagation"] = v
+        elif key == "TmpfsSize":
+            tmp["SizeBytes"] = _bytes(v, "tmpfs-size")
+        elif key == "TmpfsMode":
+            tmp["Mode"] = int(v, 8)
+        elif key == "Label":
+            lk, _, lv = v.partition("=")
+            vol.setdefault("Labels", {})[lk] = lv
+        elif key == "DriverOpt":
+            ok, _, ov = v.partition("=")
+            vol.setdefault("DriverConfig", {"Name": "local"}).setdefault("Options", {})[ok] = ov
+    if m["Type"] not in ("volume", "bind", "tmpfs"):
+        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid mount type \"{m['Type']}\"")
+    if not m.get("Target"):
+        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: target is required")
+    if bind:
+        if m["Type"] != "bind":
+            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: cannot mix 'bind-*' options with mount type '{m['Type']}'")
+        m["BindOptions"] = bind
+    if vol:
+        if m["Type"] != "volume":
+            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: cannot mix 'volume-*' options with mount type '{m['Type']}'")
+        m["VolumeOptions"] = vol
+    if tmp:
+        if m["Type"] != "tmpfs":
+            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: cannot mix 'tmpfs-*' options with mount type '{m['Type']}'")
+        m["TmpfsOptions"] = tmp
+    return m
+
+
 def build(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Docker's parse(): flags + IMAGE + COMMAND -> (Config, HostConfig)."""
     env = []
@@ -207,7 +312,20 @@ def build(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[s
         raise InvalidArgument(f"network {network} not found")
     if opts.pull not in ("always", "missing", "never"):
         raise InvalidArgument(f'invalid pull option: \'{opts.pull}\': must be one of "always", "missing" or "never"')
+    binds = []
+    volumes: dict[str, Any] = {}
+    for v in opts.volume:
+        src, dest, _mode = parse_volume(v)
+        if src:
+            binds.append(v)
+        else:
+            volumes[dest] = {}
+    if volumes:
+        config["Volumes"] = volumes
     host: dict[str, Any] = {
+        "Binds": binds or None,
+        "Mounts": [parse_mount(m) for m in opts.mount] or None,
+        "VolumesFrom": opts.volumes_from or None,
         "AutoRemove": bool(opts.opts.get("rm")),
         "RestartPolicy": parse_restart(opts.restart),
         "Memory": _bytes(opts.memory, "--memory") if opts.memory else 0,

@@ -256,9 +256,15 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
         name = name.lstrip("/")
     d = os.path.join(engine.root, "containers", cid)
     store = engine.store
+    from kran.engine import volumes
+
+    plan = volumes.plan_mounts(engine, cfg, h)
+    if plan.mountpoints:
+        h["_MountPoints"] = plan.mountpoints
     with store.writing():
         os.makedirs(d, 0o710)
         try:
+            volumes.prepare(engine, plan)
             for sub in ("upper", "work", "merged"):
                 os.mkdir(os.path.join(d, sub), 0o755)
             with open(os.path.join(d, "hostname"), "w") as f:
@@ -284,6 +290,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
                             " VALUES (?,?,?,?,?,?,?)",
                             (cid, n, image_id, image, time.time(), json.dumps(cfg), json.dumps(h)),
                         )
+                        volumes.record(store.db, cid, plan)  # with the row: usage survives a crash
                     break
                 except Conflict:
                     if name:
@@ -291,6 +298,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
             _event(engine, "create", cid)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
+            volumes.undo(engine, plan)
             raise
     return cid
 
@@ -460,8 +468,12 @@ def _lookup_user(rootfs: str, spec: str) -> Any:
 
 def _bundle(engine: Engine, c: Container, rootfs: str) -> dict[str, Any]:
     from kran.engine.spec import Paths, SpecInput, make_spec
+    from kran.engine.volumes import start_mounts
 
-    h = c.host_config
+    h = dict(c.host_config)
+    mounts = start_mounts(engine, c, rootfs)  # volumes and binds (after copy-up into new volumes)
+    if mounts:
+        h["_Mounts"] = mounts
     caps, seccomp = _security(h)
     init = ""
     if h.get("Init"):
@@ -546,7 +558,7 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
                 import sys
 
                 # docker's --rm when nobody waits for the container: its monitor removes it at the end
-                mon["on_exit"] = [sys.executable, "-m", "kran", "--root", engine.root, "rm", "-f", c.id]
+                mon["on_exit"] = [sys.executable, "-m", "kran", "--root", engine.root, "rm", "-f", "-v", c.id]
             os.makedirs(mon["runtime_root"], 0o700, exist_ok=True)
             with open(os.path.join(c.dir, "monitor.json"), "w") as f:
                 json.dump(mon, f)
@@ -753,6 +765,10 @@ def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False)
 
     unmount_under(trash)  # never delete through a mount that is still there
     shutil.rmtree(trash, ignore_errors=True)
+    if volumes or c.host_config.get("AutoRemove"):  # docker's --rm takes the anonymous volumes too
+        from kran.engine.volumes import remove_anonymous
+
+        remove_anonymous(engine, c)
     _event(engine, "destroy", c.id, image=c.image_name, name=c.name)
 
 
@@ -801,6 +817,12 @@ def size_rw(c: Container) -> int:
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
+    from kran.engine.volumes import mounts_json
+
+    return mounts_json(engine, c)
 
 
 def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
@@ -861,7 +883,7 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
             },
             "Name": "overlay2",
         },
-        "Mounts": [],
+        "Mounts": _mounts_json(engine, c),
         "Config": c.config,
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
     }

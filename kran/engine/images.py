@@ -470,8 +470,12 @@ def _remove_one(engine: Engine, name: str, force: bool, lines: list[str]) -> Non
     rec = ist.get(iid)
     users = _containers_using(engine, iid)
     if by_ref is not None and not by_ref.startswith(iid) and "@" not in by_ref:
+        # docker: digest references of the same repository go with its last tag; other tags, or
+        # digests of other repositories, keep the image
+        repo = refs.parse_normalized(by_ref).name
         remaining = [t for t in rec.tags if t != by_ref]
-        if remaining or rec.digests:
+        other_digests = [d for d in rec.digests if refs.parse_normalized(d).name != repo]
+        if remaining or other_digests:
             ist.untag(by_ref)
             lines.append(f"Untagged: {refs.parse_normalized(by_ref).familiar()}")
             return

@@ -148,9 +148,14 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={int(h.get('ShmSize') or 67108864)}"]},
     ]
+    user_mounts = list(h.get("_Mounts") or [])  # volumes and binds, planned by the engine
+    # they go first so that /etc/hostname, /etc/hosts and /etc/resolv.conf land on top of a volume
+    # or bind at /etc (docker's order: by depth), unless the user mounts those files themselves
+    mounts += user_mounts
+    taken = {m["destination"] for m in user_mounts}
     for dest, src in (("/etc/resolv.conf", inp.paths.resolv_conf), ("/etc/hostname", inp.paths.hostname),
                       ("/etc/hosts", inp.paths.hosts)):
-        if src:
+        if src and dest not in taken:
             mounts.append({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]})
     if inp.paths.init:
         mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": inp.paths.init,
@@ -161,8 +166,6 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
             if x and x not in o:
                 o.append(x)
         mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o})
-    for m in h.get("_Mounts") or []:  # volumes and binds, planned by the engine
-        mounts.append(m)
 
     resources: dict[str, Any] = {}
     if privileged:

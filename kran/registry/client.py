@@ -87,6 +87,20 @@ class Response:
         self.close()
 
 
+class Aborted(Exception):
+    """A transfer was stopped because ``abort`` was set."""
+
+
+class _Abortable:
+    def __init__(self, r: Response, abort: threading.Event | None) -> None:
+        self.r, self.abort = r, abort
+
+    def read(self, n: int = -1) -> bytes:
+        if self.abort is not None and self.abort.is_set():
+            raise Aborted("aborted")
+        return self.r.read(n)
+
+
 @dataclass
 class _AuthState:
     kind: str = ""  # "" (none needed yet) | "basic" | "bearer"
@@ -140,7 +154,7 @@ def _ssl_context(ep: Endpoint) -> ssl.SSLContext:
     return ctx
 
 
-def _why(e: BaseException) -> str:
+def _why(e: BaseException, host: str = "") -> str:
     if isinstance(e, ssl.SSLCertVerificationError):
         return f"tls: failed to verify certificate: {e.verify_message or e.reason}"
     if isinstance(e, ssl.SSLError):
@@ -148,7 +162,7 @@ def _why(e: BaseException) -> str:
     if isinstance(e, ConnectionRefusedError):
         return "connect: connection refused"
     if isinstance(e, socket.gaierror):
-        return f"dial tcp: lookup: {e.strerror}"
+        return f"dial tcp: lookup {host or '?'}: {(e.strerror or str(e)).lower()}"
     if isinstance(e, TimeoutError | socket.timeout):
         return "i/o timeout"
     return str(e) or type(e).__name__
@@ -188,10 +202,15 @@ class Session:
         errors: list[str] = []
         for ep in eps:
             s = cls(domain, ep, creds)
+            if out and not ep.mirror:
+                # a mirror answered: the upstream is only a fallback, reached (and its auth
+                # challenge learnt from the first 401) if the mirror fails
+                out.append(s)
+                break
             try:
                 s.ping()
             except (OSError, http.client.HTTPException, RegistryError) as e:
-                errors.append(f'Get "{ep.url}/v2/": {_why(e)}')
+                errors.append(f'Get "{ep.url}/v2/": {_why(e, ep.netloc.rsplit(":", 1)[0])}')
                 continue
             out.append(s)
             if not ep.mirror:
@@ -216,9 +235,11 @@ class Session:
         u = urllib.parse.urlsplit(url)
         if u.scheme == "https":
             ctx = self._ctx if u.netloc == self.endpoint.netloc and self._ctx else ssl.create_default_context()
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(u.netloc, timeout=TIMEOUT, context=ctx)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                u.netloc, timeout=TIMEOUT, context=ctx, blocksize=CHUNK
+            )
         else:
-            conn = http.client.HTTPConnection(u.netloc, timeout=TIMEOUT)
+            conn = http.client.HTTPConnection(u.netloc, timeout=TIMEOUT, blocksize=CHUNK)
         path = u.path or "/"
         if u.query:
             path += "?" + u.query
@@ -259,8 +280,18 @@ class Session:
         body: Any = None,
         scopes: Iterable[str] = (),
     ) -> Response:
-        """Send a request, authenticating and retrying once on 401.  The caller closes the response."""
-        scopes = frozenset(scopes)
+        """Send a request, authenticating and retrying once on 401.  The caller closes the response.
+
+        Transport failures (connection reset, TLS, a malformed response) raise Unreachable.
+        """
+        try:
+            return self._request(method, path, headers=headers, body=body, scopes=frozenset(scopes))
+        except (OSError, http.client.HTTPException) as e:
+            raise Unreachable(f'{method.capitalize()} "{self.url(path)}": {_why(e, self.endpoint.netloc.rsplit(":", 1)[0])}') from e
+
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None, body: Any, scopes: frozenset[str]
+    ) -> Response:
         url = self.url(path)
         hdrs = dict(headers or {})
         auth = self._authorization(scopes)
@@ -391,13 +422,18 @@ class Session:
             raise RegistryDigestMismatch(f"digest mismatch for blob {digest}: got {got} ({len(data)} bytes, expected {size})")
         return data
 
-    def fetch_blob(self, repo: str, digest: str, size: int, blobs: BlobStore) -> None:
-        """Stream a blob into the content store; ingest verifies digest and size (nothing else is kept)."""
+    def fetch_blob(
+        self, repo: str, digest: str, size: int, blobs: BlobStore, abort: threading.Event | None = None
+    ) -> None:
+        """Stream a blob into the content store; ingest verifies digest and size (nothing else is kept).
+
+        Setting ``abort`` (another download failed, or Ctrl-C) stops the transfer at the next chunk.
+        """
         from kran.errors import DigestMismatch
 
         with self._blob(repo, digest) as r:
             try:
-                blobs.ingest(r, expected=digest, size=size)  # type: ignore[arg-type]
+                blobs.ingest(_Abortable(r, abort), expected=digest, size=size)  # type: ignore[arg-type]
             except DigestMismatch as e:
                 raise RegistryDigestMismatch(f"failed to verify blob {digest} from {self.domain}/{repo}: {e}") from e
             except (OSError, http.client.HTTPException) as e:

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers(
@@ -64,6 +64,22 @@ CREATE TABLE IF NOT EXISTS containers(
     removing    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+CREATE TABLE IF NOT EXISTS volumes(
+    name      TEXT PRIMARY KEY,
+    driver    TEXT NOT NULL DEFAULT 'local',
+    created   REAL NOT NULL,
+    labels    TEXT NOT NULL DEFAULT '{}',  -- JSON object
+    options   TEXT NOT NULL DEFAULT '{}',  -- JSON object (driver options: type, device, o)
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+-- which container uses which volume: written in the container's create transaction, so a volume
+-- that a container (running or not) references is never pruned, even after a crash (moby#38883)
+CREATE TABLE IF NOT EXISTS volume_refs(
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    volume       TEXT NOT NULL REFERENCES volumes(name),
+    PRIMARY KEY(container_id, volume)
+);
+CREATE INDEX IF NOT EXISTS volume_refs_volume ON volume_refs(volume);
 """
 
 

@@ -60,3 +60,14 @@ def read_in_root(root: str, rel: str, limit: int = 1 << 20) -> bytes:
         return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+def open_parent_in_root(root: str, rel: str) -> tuple[int, str]:
+    """(fd of the directory that holds ``rel``'s last component, that component), resolved inside
+    ``root`` like open_in_root; the component itself is not followed (``""`` for the root)."""
+    import posixpath
+
+    norm = posixpath.normpath("/" + rel.lstrip("/"))
+    parent, leaf = posixpath.split(norm)
+    fd = open_in_root(root, parent, os.O_RDONLY | os.O_DIRECTORY)
+    return fd, leaf
