@@ -496,7 +496,7 @@ def _security(h: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
     if h.get("Privileged"):
         return sorted(sd.ALL_CAPS), None
     caps = sd.normalize_caps(list(h.get("CapAdd") or []), list(h.get("CapDrop") or []))
-    profile: dict[str, Any] | None = sd.default_profile(set(caps))
+    profile: dict[str, Any] | None = sd.default_profile(set(caps), arch=os.uname().machine)
     for opt in h.get("SecurityOpt") or []:
         k, _, v = opt.replace(":", "=", 1).partition("=")
         if k == "seccomp":
