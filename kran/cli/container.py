@@ -694,3 +694,22 @@ def cmd_events(engine: Any, p: P) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+COMMIT = Command("commit", "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Create a new image from a container's changes", (
+    Flag("author", "a", "str", "string", 'Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'),
+    Flag("change", "c", "list", "list", "Apply Dockerfile instruction to the created image"),
+    Flag("message", "m", "str", "string", "Commit message"),
+    Flag("pause", "p", "bool", help="Pause container during commit", default=True),
+), aliases=("container commit", "commit"), min_args=1, max_args=2, handler="cmd_commit")
+_TOP["commit"] = COMMIT
+_SUB["commit"] = COMMIT
+
+
+def cmd_commit(engine: Any, p: P) -> int:
+    from kran.engine.commit import commit
+
+    image_id = commit(engine, p.args[0], repository=p.args[1] if len(p.args) > 1 else None, changes=p.change,
+                      message=p.message or "", author=p.author or "", pause=p.pause)
+    print(image_id)
+    return 0

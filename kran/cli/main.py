@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("registry", "Upload an image to a registry"),
     "login": ("registry", "Log in to a registry"),
     "logout": ("registry", "Log out from a registry"),
+    "commit": ("container", "Create a new image from a container's changes"),
     "volume": ("volume", "Manage volumes"),
     "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
     "version": ("system", "Show the kran version information"),
@@ -52,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 MANAGEMENT = ("container", "image", "system", "volume")
 COMMON = ("run", "exec", "ps", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "cp", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND
