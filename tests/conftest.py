@@ -58,7 +58,8 @@ def kran(tmp_path: Path) -> Kran:
         ids = k("ps", "-aq", "--no-trunc", check=False).out.split()
         if ids:
             k("rm", "-f", *ids, check=False)
-    leaked = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(root) in line]
+    leaked = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if str(root) in line or f" {_run_dir(root)}/" in line]
     for line in reversed(leaked):
         subprocess.run(["umount", "-l", line.split()[4]], check=False)
     shutil.rmtree(_run_dir(root), ignore_errors=True)

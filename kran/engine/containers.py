@@ -466,11 +466,35 @@ def _lookup_user(rootfs: str, spec: str) -> Any:
     return User(uid=uid, gid=gid, additional_gids=extra, home=home or "/")
 
 
+def netns_path(engine: Engine, cid: str) -> str:
+    return os.path.join(run_dir(engine), "netns", cid)
+
+
+def _ensure_netns(engine: Engine, c: Container) -> str | None:
+    """The container's own network namespace (lo up), kept from its first start to its removal."""
+    mode = c.host_config.get("NetworkMode") or "default"
+    if mode == "host" or mode.startswith("container:"):
+        return None
+    from kran.network import netns
+    from kran.sys.fsutil import is_mountpoint
+
+    path = netns_path(engine, c.id)
+    if os.path.exists(path):
+        if is_mountpoint(path):
+            return path
+        os.unlink(path)  # left by a crash between create and pin
+    netns.create(path)
+    return path
+
+
 def _bundle(engine: Engine, c: Container, rootfs: str) -> dict[str, Any]:
     from kran.engine.spec import Paths, SpecInput, make_spec
     from kran.engine.volumes import start_mounts
 
     h = dict(c.host_config)
+    ns = _ensure_netns(engine, c)
+    if ns:
+        h["_NetNSPath"] = ns
     mounts = start_mounts(engine, c, rootfs)  # volumes and binds (after copy-up into new volumes)
     if mounts:
         h["_Mounts"] = mounts
@@ -753,6 +777,9 @@ def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False)
     if os.path.exists(os.path.join(run_dir(engine), "runtime", c.id)):
         _runtime(engine, c, "delete", "--force", c.id, check=False)  # the monitor died before it could
     _cleanup_after_exit(engine, c)
+    from kran.network import netns
+
+    netns.remove(netns_path(engine, c.id))
     with engine.store.writing():
         with transaction(engine.store.db):
             engine.store.db.execute("DELETE FROM containers WHERE id=?", (c.id,))

@@ -67,3 +67,24 @@ def test_wait_prints_each_exit_code(kran, busybox):
     assert kran("wait", a, b, check=False).out == "1\n2\n"
     r = kran("wait", "nosuch", check=False)
     assert r.returncode == 1 and "No such container: nosuch" in r.err
+
+
+def test_network_none_has_loopback_up_and_host_sees_host(kran, busybox):
+    for net in ("none", "default"):
+        args = ["--network", net] if net != "default" else []
+        out = kran("run", "--rm", *args, "busybox", "ip", "-o", "link").out.splitlines()
+        assert len(out) == 1 and out[0].startswith("1: lo: <LOOPBACK,UP,LOWER_UP>")
+        assert "inet 127.0.0.1/8" in kran("run", "--rm", *args, "busybox", "ip", "-o", "addr").out
+    host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    seen = kran("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link").out
+    assert len(seen.splitlines()) == len(host_links.splitlines())
+    # the namespace is pinned while the container exists and gone with it
+    cid = kran("run", "-d", "--name", "ns1", "busybox", "sleep", "300").out.strip()
+    from pathlib import Path
+
+    def pinned() -> list[str]:
+        return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if f"/netns/{cid}" in line]
+
+    assert len(pinned()) == 1
+    kran("rm", "-f", "ns1")
+    assert pinned() == []
