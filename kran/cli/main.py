@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("container", "Update configuration of one or more containers"),
     "events": ("container", "Get real time events from the server"),
     "system": ("system", "Manage kran"),
+    "build": ("build", "Build an image from a Dockerfile"),
     "pull": ("registry", "Download an image from a registry"),
     "push": ("registry", "Upload an image to a registry"),
     "login": ("registry", "Log in to a registry"),
@@ -52,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 MANAGEMENT = ("container", "image", "system", "volume")
-COMMON = ("run", "exec", "ps", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
+COMMON = ("run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
           "wait", "rename", "pause", "unpause", "top", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """

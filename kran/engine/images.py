@@ -287,9 +287,15 @@ def list_images(engine: Engine, *, all: bool = False, filters: list[str] = (), r
     if "since" in flt:
         since = ist.get(ist.resolve(flt["since"][0])).created
     rows: list[ImageRow] = []
+    from kran.engine.buildcache import intermediate_ids
+
+    intermediate = intermediate_ids(engine)  # docker's intermediate images: only with -a, never dangling
 
     for rec in records:
-        dangling = not rec.tags
+        if not rec.tags and not rec.digests and rec.id in intermediate:
+            if not all or "dangling" in flt:
+                continue
+        dangling = not rec.tags and rec.id not in intermediate
         if "dangling" in flt:
             want = flt["dangling"][-1].lower()
             if want not in ("true", "false", "1", "0"):

@@ -1,0 +1,6 @@
+FROM busybox
+RUN echo one \
+# a comment inside
+
+    two \
+    three

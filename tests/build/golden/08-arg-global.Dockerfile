@@ -1,0 +1,5 @@
+ARG BASE=busybox
+ARG TAG
+FROM ${BASE}:${TAG:-latest}
+ARG BASE
+ARG X=1 Y

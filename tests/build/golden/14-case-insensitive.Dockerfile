@@ -1,0 +1,3 @@
+from busybox as Builder
+run echo hi
+Cmd echo hello

@@ -1,0 +1,4 @@
+FROM busybox
+RUN ["echo", "exec form"]
+RUN [not json
+ENTRYPOINT echo shell form

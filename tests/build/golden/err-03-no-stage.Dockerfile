@@ -1,0 +1,3 @@
+ARG A
+RUN echo hi
+FROM busybox
