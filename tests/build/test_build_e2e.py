@@ -84,10 +84,18 @@ def test_multistage_static_binary_from_scratch(kran, busybox, tmp_path):
     # skopeo reads `kran save` of it: one layer (the COPY), scratch has none
     archive = tmp_path / "static.tar"
     kran("save", "-o", str(archive), "static:1")
-    if shutil.which("skopeo"):
-        d = json.loads(subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}"], capture_output=True,
-                                      text=True, check=True).stdout)
-        assert len(d["Layers"]) == 1
+    d = json.loads(subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}"], capture_output=True,
+                                  text=True, check=True).stdout)
+    assert len(d["Layers"]) == 1
+    # and umoci unpacks it: the rootfs is exactly the one static binary
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(layout)], check=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:1", str(tmp_path / "bundle")], check=True,
+                   capture_output=True)
+    rootfs = tmp_path / "bundle" / "rootfs"
+    assert sorted(p.name for p in rootfs.iterdir()) == ["out"]
+    assert (rootfs / "out").read_bytes() == (ctx / "hello").read_bytes()
     # --target builds only what that stage needs
     t = kran("build", "--target", "build", str(ctx)).out
     assert "Step 3/3 :" in t and "never-runs" not in t
