@@ -377,7 +377,6 @@ def cmd_prune(engine: Any, p: P) -> int:
 
 def inspect_objects(engine: Any, names: list[str], fmt: str | None, kind: str, size: bool = False) -> int:
     """docker inspect: images and/or containers by name; JSON array or a template per object."""
-    from kran.cli.output import go_json
     from kran.errors import KranError, NotFound
 
     found: list[Any] = []
@@ -402,18 +401,9 @@ def inspect_objects(engine: Any, names: list[str], fmt: str | None, kind: str, s
             errors.append(f"Error: No such {kind}: {name}")
         except KranError as e:
             errors.append(f"Error: {e}")
-    if fmt:
-        from kran.cli.gotemplate import compile as compile_template
-        from kran.cli.output import unescape_format
+    from kran.cli.output import print_inspect
 
-        t = compile_template(unescape_format(fmt))
-        for obj in found:
-            sys.stdout.write(t.execute(obj) + "\n")
-    else:
-        sys.stdout.write(go_json(found) + "\n")
-    for e in errors:
-        sys.stderr.write(e + "\n")
-    return 1 if errors else 0
+    return print_inspect(found, errors, fmt)
 
 
 def cmd_inspect(engine: Any, p: P) -> int:

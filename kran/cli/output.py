@@ -37,3 +37,18 @@ def confirm(question: str) -> bool:
     sys.stdout.flush()
     line = sys.stdin.readline() if sys.stdin else ""
     return line.strip().lower() in ("y", "yes")
+
+
+def print_inspect(found: list[Any], errors: list[str], fmt: str | None) -> int:
+    """docker inspect's output: a JSON array (or ``-f`` per object), then the errors; status 1 if any."""
+    if fmt:
+        from kran.cli.gotemplate import compile as compile_template
+
+        t = compile_template(unescape_format(fmt))
+        for obj in found:
+            sys.stdout.write(t.execute(obj) + "\n")
+    else:
+        sys.stdout.write(go_json(found) + "\n")
+    for e in errors:
+        sys.stderr.write(e + "\n")
+    return 1 if errors else 0

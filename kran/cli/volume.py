@@ -104,7 +104,6 @@ def cmd_ls(engine: Any, p: P) -> int:
 
 
 def cmd_inspect(engine: Any, p: P) -> int:
-    from kran.cli.output import go_json
     from kran.engine import volumes
     from kran.errors import KranError
 
@@ -114,18 +113,9 @@ def cmd_inspect(engine: Any, p: P) -> int:
             found.append(volumes.get(engine, n).to_json())
         except KranError as e:
             errors.append(f"Error response from daemon: {e}")
-    if p.format:
-        from kran.cli.gotemplate import compile as compile_template
-        from kran.cli.output import unescape_format
+    from kran.cli.output import print_inspect
 
-        t = compile_template(unescape_format(p.format))
-        for obj in found:
-            sys.stdout.write(t.execute(obj) + "\n")
-    else:
-        sys.stdout.write(go_json(found) + "\n")
-    for e in errors:
-        sys.stderr.write(e + "\n")
-    return 1 if errors else 0
+    return print_inspect(found, errors, p.format)
 
 
 def cmd_rm(engine: Any, p: P) -> int:
