@@ -56,8 +56,12 @@ def monitor_command(container_dir: str) -> list[str]:
     return [sys.executable, "-I", "-S", MONITOR_MAIN, os.path.abspath(container_dir)]
 
 
-def start(container_dir: str, *, timeout: float = 30) -> StartResult:
+def start(container_dir: str, *, timeout: float = 30, pass_fds: tuple[int, ...] = ()) -> StartResult:
     """Start the container of CONTAINER_DIR under a new, detached monitor; return once it runs.
+
+    ``pass_fds``: fds the monitor inherits under the same numbers, the sockets that
+    ``monitor.json``'s ``"net"`` names (bound by the engine: the monitor never binds host ports).
+    The caller still owns its copies and should close them once this returns.
 
     Raises CommandNotFound / CannotInvoke (docker's 127 / 126) when the runtime cannot exec the
     process, KranError for any other failure; the monitor then has cleaned up and exited.
@@ -71,7 +75,7 @@ def start(container_dir: str, *, timeout: float = 30) -> StartResult:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err_w,  # only until the monitor detaches: Python startup errors
-                pass_fds=(sync_w,),
+                pass_fds=(sync_w, *pass_fds),
                 close_fds=True,
                 start_new_session=True,
                 cwd="/",

@@ -4,7 +4,8 @@ It gets CONTAINER_DIR with ``monitor.json`` (written by the engine) and drives a
 binary through runc's CLI.  It owns the container's stdio (pipes, or the pty master that the
 runtime hands over on ``--console-socket``), writes the json-file log, serves ``attach.sock``,
 reaps the container's init (it is a child subreaper), records the exit in ``state.json`` and
-applies the restart policy.
+applies the restart policy.  With ``"net"`` in ``monitor.json`` it also serves the container's
+port proxies and embedded DNS (:mod:`kran.monitor.netserve`, imported only then) in the same loop.
 
 ::
 
@@ -304,6 +305,13 @@ class Monitor:
         self.deadline = 0.0
         self.backoff = 0.0
         self.wake_r = -1
+        # Port proxies and embedded DNS (kran/monitor/netserve.py), imported only when configured:
+        # it serves for the monitor's whole life, across restarts of the container.
+        self.net = None
+        if cfg.get("net"):
+            from kran.monitor import netserve
+
+            self.net = netserve.NetServer(cfg["net"])
 
     # -- runtime -------------------------------------------------------------------------
 
@@ -751,9 +759,20 @@ class Monitor:
         for fd, c in self.clients.items():
             mask = 0 if c.closing or len(self.stdin_buf) > STDIN_BUFFER_CAP else IN
             p.register(fd, mask | (OUT if c.outbuf else 0))
-        events = p.poll(max(0, int(timeout * 1000)))
+        net_fds: set[int] = set()
+        if self.net is not None:
+            for fd, mask in self.net.poll_fds():
+                p.register(fd, mask)
+                net_fds.add(fd)
+            hint = self.net.timeout()
+            if hint is not None:
+                timeout = min(timeout, hint)
+        events = p.poll(max(0, int(timeout * 1000 + 0.999)))
         for fd, ev in events:
-            if fd == self.wake_r:
+            if fd in net_fds:
+                assert self.net is not None
+                self.net.handle(fd, ev)
+            elif fd == self.wake_r:
                 read_available(fd)
                 self.reap()
             elif self.listener is not None and fd == self.listener.fileno():
@@ -776,6 +795,8 @@ class Monitor:
                     self.write_stdin()
         if self.stdin_fd >= 0 and self.stdin_close_pending and not self.stdin_buf:
             self.write_stdin()
+        if self.net is not None:
+            self.net.tick()
 
     def loop(self) -> None:
         while self.phase != "done":
@@ -928,6 +949,8 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         if monitor is not None:
+            if monitor.net is not None:
+                monitor.net.close()
             if monitor.listener is not None:
                 monitor.listener.close()
                 try:
