@@ -39,6 +39,12 @@ class Conflict(KranError):
     http_status = 409
 
 
+class Forbidden(KranError):
+    """The request is understood but not allowed (docker's 403: pre-defined networks, active endpoints)."""
+
+    http_status = 403
+
+
 class InvalidContent(KranError):
     """Bytes from outside (an archive, a layer, a registry) are malformed or do not verify."""
 

@@ -24,13 +24,29 @@ def pytest_collection_modifyitems(config, items):
 class Kran:
     """Runs ``kran --root ROOT ...`` as a subprocess, like a user at a shell."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, netns: str | None = None) -> None:
         self.root = root
         self.env = dict(os.environ, KRAN_NOSYNC="1")
+        self.netns = netns  # run kran inside this network namespace (a pinned file), not the host's
+
+    def preexec(self):
+        if not self.netns:
+            return None
+        path = self.netns
+
+        def enter() -> None:
+            from kran.sys.ns import CLONE_NEWNET, setns
+
+            fd = os.open(path, os.O_RDONLY)
+            setns(fd, CLONE_NEWNET)
+            os.close(fd)
+
+        return enter
 
     def __call__(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 120, stdin=None):
         cmd = [sys.executable, "-m", "kran", "--root", str(self.root), *args]
-        p = subprocess.run(cmd, input=input, stdin=stdin, capture_output=True, timeout=timeout, env=self.env)
+        p = subprocess.run(cmd, input=input, stdin=stdin, capture_output=True, timeout=timeout, env=self.env,
+                           preexec_fn=self.preexec())
         p.out = p.stdout.decode(errors="replace")  # type: ignore[attr-defined]
         p.err = p.stderr.decode(errors="replace")  # type: ignore[attr-defined]
         if check and p.returncode != 0:
@@ -39,7 +55,7 @@ class Kran:
 
     def popen(self, *args: str, **kw):
         cmd = [sys.executable, "-m", "kran", "--root", str(self.root), *args]
-        return subprocess.Popen(cmd, env=self.env, **kw)
+        return subprocess.Popen(cmd, env=self.env, preexec_fn=self.preexec(), **kw)
 
 
 def _run_dir(root: Path) -> Path:
@@ -48,10 +64,28 @@ def _run_dir(root: Path) -> Path:
     return Path("/run/kran") / hashlib.sha256(str(root).encode()).hexdigest()[:12]
 
 
-@pytest.fixture
-def kran(tmp_path: Path) -> Kran:
-    root = tmp_path / "root"
-    k = Kran(root)
+def _host_net_state() -> tuple[set[str], bool]:
+    from kran.network import netlink, nft
+
+    return set(netlink.link_names()), "table ip kran" in nft.list_table()
+
+
+def _remove_new_net_state(before: tuple[set[str], bool]) -> list[str]:
+    """Delete the bridges and the nft table a test's kran made in the host's namespace."""
+    from kran.network import netlink, nft
+
+    links, had_table = before
+    made = [n for n in netlink.link_names() if n not in links and (n == "kran0" or n.startswith(("kr-", "veth")))]
+    for n in made:
+        netlink.del_link(n)
+    if not had_table:
+        nft.delete_table()
+    return [n for n in made if n.startswith("veth")]
+
+
+def _kran_fixture(root: Path, netns: str | None = None):
+    k = Kran(root, netns)
+    before = None if netns else _host_net_state()
     yield k
     # remove every container the test left (stops them, unmounts their rootfs, deletes runtime state)
     if (root / "kran.db").exists():
@@ -65,7 +99,14 @@ def kran(tmp_path: Path) -> Kran:
     shutil.rmtree(_run_dir(root), ignore_errors=True)
     # layer dirs may hold char-device whiteouts and odd modes: rmtree handles them as root
     shutil.rmtree(root, ignore_errors=True)
+    veths = _remove_new_net_state(before) if before is not None else []
     assert not leaked, f"the test leaked mounts: {leaked}"
+    assert not veths, f"the test leaked veth pairs: {veths}"
+
+
+@pytest.fixture
+def kran(tmp_path: Path) -> Kran:
+    yield from _kran_fixture(tmp_path / "root")
 
 
 @pytest.fixture(scope="session")

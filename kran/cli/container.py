@@ -134,11 +134,11 @@ class RunFailed(Exception):
 
 def _create(engine: Any, p: P) -> str:
     from kran.cli.registry import printer
-    from kran.cli.runopts import build
+    from kran.cli.runopts import build_run
     from kran.engine import containers
     from kran.engine.registry import pull_if_missing
 
-    config, host = build(p, p.args[0], p.args[1:])
+    config, host, networking, warnings = build_run(p, p.args[0], p.args[1:])
     # docker's --pull missing (default) | always | never: "Unable to find image" and the pull
     # progress go to stderr, so stdout keeps only the container's ID or output
     pull_if_missing(
@@ -146,12 +146,21 @@ def _create(engine: Any, p: P) -> str:
         on_missing=None if p.quiet else lambda name: sys.stderr.write(f"Unable to find image '{name}' locally\n"),
         progress=None if p.quiet else printer(sys.stderr),
     )
-    return containers.create(engine, config, host, p.name)
+    # docker sends no endpoint settings for a single network without options; only then is
+    # NetworkingConfig left out
+    extra = {"networking_config": networking} if networking else {}
+    cid = containers.create(engine, config, host, p.name, **extra)
+    for w in warnings:  # the daemon's create warnings, which docker prints before the ID
+        sys.stderr.write(f"WARNING: {w}\n")
+    return cid
 
 
 def _run_error(cmd: str, e: Exception) -> int:
     from kran.errors import KranError
 
+    if getattr(e, "flag_error", False):  # a flag validator's error, printed as pflag's
+        sys.stderr.write(f"{e}\nSee 'kran {cmd} --help'.\n")
+        return 125
     prefix = "Error response from daemon: " if isinstance(e, KranError) and e.from_daemon else ""
     sys.stderr.write(f"kran: {prefix}{e}\n")
     if isinstance(e, KranError) and e.exit_code in (126, 127):
@@ -393,6 +402,19 @@ def cmd_ps(engine: Any, p: P) -> int:
         sys.stdout.write("".join((c.id if p.no_trunc else c.id[:12]) + "\n" for c in cs))
         return 0
     now = time.time()
+    # the engine's port/network tables cost a scan of the network state: read them only when the
+    # output shows them (the default table shows PORTS; a template or json may name either)
+    fmt = p.format if p.format and p.format != "table" else None
+    ports: dict[str, list[dict[str, Any]]] = {}
+    nets: dict[str, list[str]] = {}
+    if cs and (fmt is None or fmt == "json" or "Ports" in fmt):
+        from kran.engine import networks
+
+        ports = networks.published_ports(engine)
+    if cs and fmt is not None and (fmt == "json" or "Networks" in fmt):
+        from kran.engine import networks
+
+        nets = networks.networks_of(engine)
 
     def ctx(c: Any) -> dict[str, Any]:
         from datetime import datetime
@@ -408,8 +430,8 @@ def cmd_ps(engine: Any, p: P) -> int:
             "LocalVolumes": "0",
             "Mounts": "",
             "Names": c.name,
-            "Networks": "",
-            "Ports": "",
+            "Networks": ",".join(nets.get(c.id, ())),
+            "Ports": displayable_ports(ports.get(c.id, ())),
             "RunningFor": human_duration(now - c.created) + " ago",
             "Size": "",
             "State": c.status,
@@ -437,6 +459,94 @@ def cmd_ps(engine: Any, p: P) -> int:
     out = [head] + [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
                     + ([r["Size"]] if p.size else []) for r in rows]
     sys.stdout.write(table(out))
+    return 0
+
+
+def displayable_ports(ports: Any) -> str:
+    """docker/cli's DisplayablePorts: API "Ports" entries -> ``0.0.0.0:8080->80/tcp, 443/tcp``.
+
+    Ports published on the same number (or only exposed) group into consecutive ranges per IP and
+    protocol (``0.0.0.0:80-82->80-82/tcp``); a port published on another number is listed alone,
+    after the groups, as docker does.
+    """
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    result: list[str] = []
+    mappings: list[str] = []
+    items = sorted(ports, key=lambda q: (q.get("PrivatePort", 0), q.get("IP", ""), q.get("PublicPort", 0), q.get("Type", "")))
+    for q in items:
+        cur = q.get("PrivatePort", 0)
+        key = q.get("Type", "")
+        ip = q.get("IP", "")
+        if ip:
+            if q.get("PublicPort", 0) != cur:
+                host = f"[{ip}]" if ":" in ip else ip
+                mappings.append(f"{host}:{q.get('PublicPort', 0)}->{cur}/{q.get('Type', '')}")
+                continue
+            key = f"{ip}/{key}"
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [cur, cur]
+            order.append(key)
+            continue
+        if cur == g[1] + 1:
+            g[1] = cur
+            continue
+        result.append(_form_group(key, g[0], g[1]))
+        groups[key] = [cur, cur]
+    result += [_form_group(k, *groups[k]) for k in order]
+    return ", ".join(result + mappings)
+
+
+def _form_group(key: str, first: int, last: int) -> str:
+    ip, _, typ = key.rpartition("/")
+    group = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        group = f"{ip}:{group}->{group}"
+    return f"{group}/{typ}"
+
+
+PORT = Command("port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container", (),
+               aliases=("container port", "port"), min_args=1, max_args=2, handler="cmd_port")
+_TOP["port"] = PORT
+_SUB["port"] = PORT
+
+
+def _join_host_port(host: str, port: str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _natural_key(s: str) -> list[Any]:
+    import re
+
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", s)]
+
+
+def cmd_port(engine: Any, p: P) -> int:
+    from kran.cli.runopts import CliError
+    from kran.engine import containers
+
+    info = containers.inspect(engine, p.args[0])
+    published = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    out: list[str] = []
+    if len(p.args) > 1:
+        want = p.args[1]
+        port, _, proto = want.partition("/")
+        proto = proto or "tcp"
+        if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            why = "value out of range" if port.isascii() and port.isdigit() else "invalid syntax"
+            raise CliError(f'Error: invalid port ({port}): strconv.ParseUint: parsing "{port}": {why}')
+        frontends = published.get(f"{port}/{proto}")
+        if frontends is None:
+            raise CliError(f"Error: No public port '{want}' published for {p.args[0]}")
+        out = [_join_host_port(f.get("HostIp", ""), f.get("HostPort", "")) for f in frontends]
+    else:
+        for key, frontends in published.items():
+            for f in frontends or ():
+                out.append(f"{key} -> {_join_host_port(f.get('HostIp', ''), f.get('HostPort', ''))}")
+    out.sort(key=_natural_key)
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
     return 0
 
 

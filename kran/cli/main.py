@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("container", "Execute a command in a running container"),
     "container": ("container", "Manage containers"),
     "top": ("container", "Display the running processes of a container"),
+    "port": ("container", "List port mappings or a specific mapping for the container"),
     "stats": ("container", "Display a live stream of container(s) resource usage statistics"),
     "diff": ("container", "Inspect changes to files or directories on a container's filesystem"),
     "export": ("container", "Export a container's filesystem as a tar archive"),
@@ -48,13 +49,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("registry", "Log out from a registry"),
     "commit": ("container", "Create a new image from a container's changes"),
     "volume": ("volume", "Manage volumes"),
+    "network": ("network", "Manage networks"),
     "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
     "version": ("system", "Show the kran version information"),
 }
 
-MANAGEMENT = ("container", "image", "system", "volume")
+MANAGEMENT = ("container", "image", "network", "system", "volume")
 COMMON = ("run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "top", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+          "wait", "rename", "pause", "unpause", "top", "port", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND

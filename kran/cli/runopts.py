@@ -24,25 +24,36 @@ RUN_FLAGS = (
     Flag("cpuset-mems", "", "str", "string", "MEMs in which to allow execution (0-3, 0,1)"),
     Flag("detach", "d", help="Run container in background and print container ID"),
     Flag("detach-keys", "", "str", "string", "Override the key sequence for detaching a container"),
+    Flag("dns", "", "list", "list", "Set custom DNS servers"),
+    Flag("dns-option", "", "list", "list", "Set DNS options"),
+    Flag("dns-opt", "", "list", "list", "Set DNS options", hidden=True),
+    Flag("dns-search", "", "list", "list", "Set custom DNS search domains"),
     Flag("domainname", "", "str", "string", "Container NIS domain name"),
     Flag("entrypoint", "", "str", "string", "Overwrite the default ENTRYPOINT of the image"),
     Flag("env", "e", "list", "list", "Set environment variables"),
     Flag("env-file", "", "list", "list", "Read in a file of environment variables"),
+    Flag("expose", "", "list", "list", "Expose a port or a range of ports"),
     Flag("hostname", "h", "str", "string", "Container host name"),
     Flag("init", help="Run an init inside the container that forwards signals and reaps processes"),
     Flag("interactive", "i", help="Keep STDIN open even if not attached"),
+    Flag("ip", "", "str", "string", "IPv4 address (e.g., 172.30.100.104)"),
     Flag("label", "l", "list", "list", "Set meta data on a container"),
     Flag("log-driver", "", "str", "string", "Logging driver for the container"),
     Flag("log-opt", "", "list", "list", "Log driver options"),
+    Flag("mac-address", "", "str", "string", "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
     Flag("memory", "m", "str", "bytes", "Memory limit"),
     Flag("memory-reservation", "", "str", "bytes", "Memory soft limit"),
     Flag("mount", "", "list", "mount", "Attach a filesystem mount to the container"),
     Flag("memory-swap", "", "str", "bytes", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
     Flag("name", "", "str", "string", "Assign a name to the container"),
-    Flag("network", "", "str", "network", "Connect a container to a network"),
-    Flag("net", "", "str", "network", "Connect a container to a network", hidden=True),
+    Flag("network", "", "list", "network", "Connect a container to a network"),
+    Flag("net", "", "list", "network", "Connect a container to a network", hidden=True),
+    Flag("network-alias", "", "list", "list", "Add network-scoped alias for the container"),
+    Flag("net-alias", "", "list", "list", "Add network-scoped alias for the container", hidden=True),
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("privileged", help="Give extended privileges to this container"),
+    Flag("publish", "p", "list", "list", "Publish a container's port(s) to the host"),
+    Flag("publish-all", "P", help="Publish all exposed ports to random ports"),
     Flag("pull", "", "str", "string", 'Pull image before running ("always", "missing", "never")', default="missing"),
     Flag("quiet", "q", help="Suppress the pull output"),
     Flag("read-only", help="Mount the container's root filesystem as read only"),
@@ -249,8 +260,369 @@ def parse_mount(spec: str) -> dict[str, Any]:
     return m
 
 
+# -- networking: -p/--expose/--network/--dns/--add-host -------------------------------------------
+# Docker's semantics: the port grammar is go-connections' nat.ParsePortSpec, the flag validators are
+# docker/cli's opts (ValidateExtraHost, ValidateIPAddress, ValidateDNSSearch), the network-mode
+# conflicts are the daemon's runconfig.validateNetContainerMode.
+
+
+class CliError(InvalidArgument):
+    """An error of the docker CLI itself (no "Error response from daemon:" prefix)."""
+
+    from_daemon = False
+
+
+class FlagError(CliError):
+    """A flag value a docker flag validator refuses (printed like pflag's errors: "See '... --help'")."""
+
+    flag_error = True
+
+
+_BUILTIN_NETWORKS = ("default", "bridge", "host", "none")
+
+
+def is_user_defined_network(mode: str) -> bool:
+    """docker's NetworkMode.IsUserDefined: not a predefined network and not ``container:X``."""
+    return mode not in _BUILTIN_NETWORKS and not mode.startswith("container:")
+
+
+def _go_parse_uint16(s: str) -> int:
+    """strconv.ParseUint(s, 10, 16), with Go's error text."""
+    if not s or not s.isascii() or not s.isdigit():
+        raise ValueError(f'strconv.ParseUint: parsing "{s}": invalid syntax')
+    n = int(s)
+    if n > 65535:
+        raise ValueError(f'strconv.ParseUint: parsing "{s}": value out of range')
+    return n
+
+
+def parse_port_range(ports: str) -> tuple[int, int]:
+    """nat.ParsePortRange: ``8000`` or ``8000-9000`` -> (start, end); ValueError with docker's text."""
+    if ports == "":
+        raise ValueError("empty string specified for ports")
+    if "-" not in ports:
+        n = _go_parse_uint16(ports)
+        return n, n
+    parts = ports.split("-")
+    start = _go_parse_uint16(parts[0])
+    end = _go_parse_uint16(parts[1])
+    if end < start:
+        raise ValueError(f"invalid range specified for port: {ports}")
+    return start, end
+
+
+def split_proto_port(raw: str) -> tuple[str, str]:
+    """nat.SplitProtoPort: ``80/udp`` -> ("udp", "80"); no proto -> "tcp"; no port -> ("", "")."""
+    port, _, proto = raw.partition("/")
+    if port == "":
+        return "", ""
+    return proto or "tcp", port
+
+
+def _valid_ip(s: str) -> bool:
+    """Go's net.ParseIP accepts plain IPv4/IPv6 literals (no zone, no leading-zero octets)."""
+    import ipaddress
+
+    if "%" in s:
+        return False
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_parts(raw: str) -> tuple[str, str, str]:
+    parts = raw.split(":")
+    if len(parts) == 1:
+        return "", "", parts[0]
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return ":".join(parts[:-2]), parts[-2], parts[-1]
+
+
+def parse_port_spec(raw: str) -> list[tuple[str, dict[str, str]]]:
+    """nat.ParsePortSpec: ``[ip:][hostPort:]containerPort[/proto]`` -> [("80/tcp", {"HostIp", "HostPort"})].
+
+    A container-port range maps one to one onto an equally long host-port range; a single
+    container port with a host-port range keeps the range ("8080-8090") for the engine to pick from.
+    An empty HostPort means "any free port".
+    """
+    ip, host_port, container_port = _split_parts(raw)
+    proto, container_port = split_proto_port(container_port)
+    if container_port == "":
+        raise CliError(f"no port specified: {raw}<empty>")
+    proto = proto.lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise CliError(f"invalid proto: {proto}")
+    if ip.startswith("["):
+        # net.SplitHostPort(ip + ":"): "[::1]" -> "::1"
+        if not ip.endswith("]") or "[" in ip[1:] or "]" in ip[:-1]:
+            raise CliError(f"invalid IP address {ip}: address {ip}:: missing ']' in address"
+                           if not ip.endswith("]") else f"invalid IP address {ip}: address {ip}:: unexpected '[' in address")
+        ip = ip[1:-1]
+    if ip and not _valid_ip(ip):
+        raise CliError(f"invalid IP address: {ip}")
+    try:
+        start, end = parse_port_range(container_port)
+    except ValueError:
+        raise CliError(f"invalid containerPort: {container_port}") from None
+    hstart = hend = 0
+    if host_port:
+        try:
+            hstart, hend = parse_port_range(host_port)
+        except ValueError:
+            raise CliError(f"invalid hostPort: {host_port}") from None
+        if end - start != hend - hstart and end != start:
+            raise CliError(f"invalid ranges specified for container and host Ports: {container_port} and {host_port}")
+    count = end - start + 1
+    out = []
+    for i in range(count):
+        hp = ""
+        if host_port:
+            hp = str(hstart + i)
+            if count == 1 and hstart != hend:
+                hp += f"-{hend}"
+        out.append((f"{start + i}/{proto}", {"HostIp": ip, "HostPort": hp}))
+    return out
+
+
+def convert_publish_long_syntax(spec: str) -> str:
+    """docker/cli's convertToStandardNotation: ``target=80,published=8080,protocol=udp`` -> ``8080:80/udp``."""
+    if "=" not in spec:
+        return spec
+    params = {"protocol": "tcp"}
+    for param in spec.split(","):
+        k, sep, v = param.partition("=")
+        if not sep or not k:
+            raise CliError(f"invalid publish opts format (should be name=value but got '{param}')")
+        params[k] = v
+    if "target" not in params:
+        raise CliError("missing required 'target' field in publish opts")
+    return f"{params.get('published', '')}:{params['target']}/{params['protocol']}"
+
+
+def parse_ports(publish: list[str], expose: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]:
+    """``-p`` and ``--expose`` -> (Config.ExposedPorts, HostConfig.PortBindings); published ports are exposed too."""
+    exposed: dict[str, dict[str, Any]] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in publish:
+        for port, binding in parse_port_spec(convert_publish_long_syntax(spec)):
+            exposed.setdefault(port, {})
+            bindings.setdefault(port, []).append(binding)
+    for e in expose:
+        if ":" in e:
+            raise CliError(f"invalid port format for --expose: {e}")
+        proto, port = split_proto_port(e)
+        try:
+            start, end = parse_port_range(port)
+        except ValueError as err:
+            raise CliError(f"invalid range format for --expose: {e}, error: {err}") from None
+        for n in range(start, end + 1):
+            exposed.setdefault(f"{n}/{proto}", {})
+    return exposed, bindings
+
+
+def parse_add_host(val: str) -> str:
+    """opts.ValidateExtraHost: ``host:ip``, ``host=ip``, ``host=[v6]`` or ``host:host-gateway`` -> ``host:ip``."""
+    k, sep, v = val.partition("=")
+    if not sep:
+        k, sep, v = val.partition(":")  # split on the first ":" so IPv6 addresses survive
+    if not sep or not k or ":" in k:
+        raise FlagError(f'invalid argument "{val}" for "--add-host" flag: bad format for add-host: "{val}"')
+    if v != "host-gateway":
+        if len(v) > 2 and v[0] == "[" and v[-1] == "]":
+            v = v[1:-1]
+        if not _valid_ip(v.strip()):
+            raise FlagError(f'invalid argument "{val}" for "--add-host" flag: invalid IP address in add-host: "{v}"')
+    return f"{k}:{v}"
+
+
+def parse_dns(val: str) -> str:
+    """opts.ValidateIPAddress for ``--dns``: the address in canonical form."""
+    import ipaddress
+
+    s = val.strip()
+    if not _valid_ip(s):
+        raise FlagError(f'invalid argument "{val}" for "--dns" flag: IP address is not correctly formatted: {val}')
+    return str(ipaddress.ip_address(s))
+
+
+_DOMAIN = re.compile(r"^(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
+                     r"(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?\s*$")
+
+
+def parse_dns_search(val: str) -> str:
+    """opts.ValidateDNSSearch: a domain name, or ``.`` for none."""
+    v = val.strip(" ")
+    if v == ".":
+        return v
+    m = _DOMAIN.match(v)
+    if not m or len(m.group(1)) > 255:
+        raise FlagError(f'invalid argument "{val}" for "--dns-search" flag: {v} is not a valid domain')
+    return v
+
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}$")
+
+
+def _check_mac(mac: str) -> None:
+    if not _MAC.match(mac):
+        raise CliError(f"{mac} is not a valid mac address")
+
+
+def parse_network_opt(val: str) -> dict[str, Any]:
+    """One ``--network`` value: ``NAME`` or docker's advanced ``name=N,alias=A,ip=IP,mac-address=M,driver-opt=K=V``."""
+    if "=" not in val or val.startswith("container:"):
+        return {"Target": val, "Aliases": [], "IPv4Address": "", "MacAddress": "", "DriverOpts": {}}
+    import csv
+
+    n: dict[str, Any] = {"Target": "", "Aliases": [], "IPv4Address": "", "MacAddress": "", "DriverOpts": {}}
+    for field in next(csv.reader([val])):
+        k, sep, v = field.partition("=")
+        k = k.strip().lower()
+        if not sep:
+            raise FlagError(f'invalid argument "{val}" for "--network" flag: invalid field {field} must be a key=value pair')
+        if k == "name":
+            n["Target"] = v
+        elif k == "alias":
+            n["Aliases"].append(v)
+        elif k == "ip":
+            n["IPv4Address"] = v
+        elif k == "mac-address":
+            n["MacAddress"] = v
+        elif k == "driver-opt":
+            dk, dsep, dv = v.partition("=")
+            if not dsep:
+                raise FlagError(f'invalid argument "{val}" for "--network" flag: invalid key value pair format in driver options')
+            n["DriverOpts"][dk.strip().lower()] = dv.strip()
+        else:
+            raise FlagError(f'invalid argument "{val}" for "--network" flag: invalid field key {k}')
+    return n
+
+
+def parse_networks(networks: list[str], aliases: list[str], ip: str | None, mac: str | None) -> tuple[str, dict[str, Any]]:
+    """docker/cli's parseNetworkOpts -> (HostConfig.NetworkMode, NetworkingConfig.EndpointsConfig).
+
+    ``--network-alias``, ``--ip`` and ``--mac-address`` apply to the first network.  As in docker,
+    a single network without endpoint settings sends no endpoint (the daemon creates it anyway).
+    """
+    from kran.errors import InvalidArgument as DaemonError
+
+    atts = [parse_network_opt(v) for v in networks] or [parse_network_opt("default")]
+    first = atts[0]
+    if aliases:
+        if first["Aliases"]:
+            raise CliError("conflicting options: cannot specify both --network-alias and per-network alias")
+        first["Aliases"] = list(aliases)
+    if ip:
+        if first["IPv4Address"]:
+            raise CliError("conflicting options: cannot specify both --ip and per-network IPv4 address")
+        first["IPv4Address"] = ip
+    if mac:
+        if first["MacAddress"]:
+            raise CliError("conflicting options: cannot specify both --mac-address and per-network MAC address")
+        first["MacAddress"] = mac
+    endpoints: dict[str, Any] = {}
+    user, builtin = False, False
+    for i, n in enumerate(atts):
+        target = n["Target"]
+        if not target.strip():
+            raise CliError("no name set for network")
+        if target.startswith("container:") and not target[len("container:"):]:
+            raise DaemonError("Invalid network mode: invalid container format container:<name|id>")
+        if is_user_defined_network(target):
+            user = True
+        else:
+            builtin = True
+            # the daemon's runconfig errors (ErrUnsupportedNetworkAndAlias / ...AndIP)
+            if n["Aliases"]:
+                raise DaemonError("network-scoped alias is supported only for containers in user defined networks")
+            if n["IPv4Address"]:
+                raise DaemonError("user specified IP address is supported on user defined networks only")
+        ep: dict[str, Any] = {}
+        if n["Aliases"]:
+            ep["Aliases"] = n["Aliases"]
+        if n["DriverOpts"]:
+            ep["DriverOpts"] = n["DriverOpts"]
+        if n["IPv4Address"]:
+            addr = n["IPv4Address"]
+            if not _valid_ip(addr) or ":" in addr:
+                raise CliError(f"invalid IPv4 address: {addr}")
+            ep["IPAMConfig"] = {"IPv4Address": addr}
+        if n["MacAddress"]:
+            _check_mac(n["MacAddress"])
+            ep["MacAddress"] = n["MacAddress"]
+        if target in endpoints:
+            raise DaemonError(f'network "{target}" is specified multiple times')
+        if i == 0 and len(atts) == 1 and not ep:
+            continue
+        endpoints[target] = ep
+    if user and builtin:
+        raise DaemonError("conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+    return first["Target"], endpoints
+
+
+def validate_network_mode(config: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """The daemon's checks of the network mode against other options (runconfig.validateNetContainerMode
+    and the warnings of verifyContainerSettings): raises InvalidArgument, returns the warnings."""
+    mode = host.get("NetworkMode") or "default"
+    if mode.startswith("container:"):
+        if config.get("Hostname"):
+            raise InvalidArgument("conflicting options: hostname and the network mode")
+        if host.get("Dns"):
+            raise InvalidArgument("conflicting options: dns and the network mode")
+        if host.get("ExtraHosts"):
+            raise InvalidArgument("conflicting options: custom host-to-IP mapping and the network mode")
+    if (mode.startswith("container:") or mode == "host") and config.get("MacAddress"):
+        raise InvalidArgument("conflicting options: mac-address and the network mode")
+    if mode.startswith("container:"):
+        if host.get("PortBindings") or host.get("PublishAllPorts"):
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+        if config.get("ExposedPorts"):
+            raise InvalidArgument("conflicting options: port exposing and the container type network mode")
+    warnings = []
+    if mode == "host" and host.get("PortBindings"):
+        warnings.append("Published ports are discarded when using host network mode")
+    return warnings
+
+
+def build_networking(opts: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The network flags -> (Config fields, HostConfig fields, NetworkingConfig or None)."""
+    add_hosts = [parse_add_host(h) for h in opts.add_host]
+    dns = [parse_dns(d) for d in opts.dns]
+    dns_search = [parse_dns_search(d) for d in opts.dns_search]
+    exposed, bindings = parse_ports(opts.publish, opts.expose)
+    mode, endpoints = parse_networks(list(opts.network) + list(opts.net), list(opts.network_alias) + list(opts.net_alias),
+                                     opts.ip or None, opts.mac_address or None)
+    config: dict[str, Any] = {}
+    if exposed:
+        config["ExposedPorts"] = exposed
+    if opts.mac_address:
+        config["MacAddress"] = opts.mac_address
+    host: dict[str, Any] = {
+        "NetworkMode": mode,
+        "PortBindings": bindings,
+        "PublishAllPorts": bool(opts.publish_all),
+        "Dns": dns,
+        "DnsOptions": list(opts.dns_option) + list(opts.dns_opt),
+        "DnsSearch": dns_search,
+        "ExtraHosts": add_hosts or None,
+    }
+    return config, host, ({"EndpointsConfig": endpoints} if endpoints else None)
+
+
 def build(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Docker's parse(): flags + IMAGE + COMMAND -> (Config, HostConfig)."""
+    config, host, _networking, _warnings = build_run(opts, image, cmd)
+    return config, host
+
+
+def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, list[str]]:
+    """Docker's parse() and the daemon's checks: flags + IMAGE + COMMAND ->
+    (Config, HostConfig, NetworkingConfig or None, warnings for stderr)."""
     env = []
     for f in opts.env_file:
         env += _env_file(f)
@@ -307,9 +679,8 @@ def build(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[s
         if not sep:
             raise InvalidArgument(f"invalid value {s}: sysctl must be key=value")
         sysctls[k] = v
-    network = opts.network or opts.net or "default"
-    if network not in ("default", "bridge", "none", "host"):
-        raise InvalidArgument(f"network {network} not found")
+    net_config, net_host, networking = build_networking(opts)
+    config.update(net_config)
     if opts.pull not in ("always", "missing", "never"):
         raise InvalidArgument(f'invalid pull option: \'{opts.pull}\': must be one of "always", "missing" or "never"')
     binds = []
@@ -347,11 +718,11 @@ def build(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], dict[s
         "SecurityOpt": opts.security_opt or None,
         "Ulimits": [parse_ulimit(u) for u in opts.ulimit] or None,
         "LogConfig": {"Type": "json-file", "Config": log_opts},
-        "NetworkMode": network,
         "Runtime": opts.runtime or "",
         "CgroupParent": opts.cgroup_parent or "",
         "ShmSize": _bytes(opts.shm_size, "--shm-size") if opts.shm_size else 67108864,
         "Sysctls": sysctls or None,
-        "ExtraHosts": opts.add_host or None,
     }
-    return config, host
+    host.update(net_host)
+    warnings = validate_network_mode(config, host)
+    return config, host, networking, warnings

@@ -169,8 +169,32 @@ def _write_state(d: str, st: dict[str, Any]) -> None:
     os.rename(tmp, os.path.join(d, "state.json"))
 
 
+_STARTING: set[str] = set()  # containers this process is starting (it holds their start.lock)
+
+
+def _being_started(c: Container) -> bool:
+    """Another process is starting this container (state.json still tells of its previous run)."""
+    if c.id in _STARTING:
+        return False
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(c.dir, "start.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _cleanup_after_exit(engine: Engine, c: Container) -> None:
     """Unmount the rootfs and forget runtime state of a container that no longer runs."""
+    if _being_started(c):
+        return
     merged = os.path.join(c.dir, "merged")
     from kran.sys.fsutil import MNT_DETACH, is_mountpoint, umount
 
@@ -179,6 +203,9 @@ def _cleanup_after_exit(engine: Engine, c: Container) -> None:
             umount(merged, MNT_DETACH)
         except OSError:
             pass
+    from kran.engine.networks import teardown
+
+    teardown(engine, c.id)
 
 
 def _event(engine: Engine, action: str, cid: str, **attrs: str) -> None:
@@ -232,7 +259,8 @@ def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -
     return out
 
 
-def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None) -> str:
+def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None,
+           networking_config: dict[str, Any] | None = None) -> str:
     """Create a container (docker's ContainerCreate): returns its ID."""
     image = config.get("Image") or ""
     if not image:
@@ -259,6 +287,9 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
     from kran.engine import volumes
 
     plan = volumes.plan_mounts(engine, cfg, h)
+    from kran.engine import networks
+
+    net_plan = networks.plan(engine, h, networking_config)
     if plan.mountpoints:
         h["_MountPoints"] = plan.mountpoints
     with store.writing():
@@ -291,6 +322,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
                             (cid, n, image_id, image, time.time(), json.dumps(cfg), json.dumps(h)),
                         )
                         volumes.record(store.db, cid, plan)  # with the row: usage survives a crash
+                        networks.record(store.db, cid, net_plan)
                     break
                 except Conflict:
                     if name:
@@ -473,8 +505,23 @@ def netns_path(engine: Engine, cid: str) -> str:
 def _ensure_netns(engine: Engine, c: Container) -> str | None:
     """The container's own network namespace (lo up), kept from its first start to its removal."""
     mode = c.host_config.get("NetworkMode") or "default"
-    if mode == "host" or mode.startswith("container:"):
+    if mode == "host":
         return None
+    if mode.startswith("container:"):
+        other = get(engine, mode.split(":", 1)[1])
+        if not other.running:
+            raise Conflict(f"cannot join network of a non running container: {other.name}")
+        om = other.host_config.get("NetworkMode") or "default"
+        if om.startswith("container:"):
+            raise Conflict(f"cannot join network of container {other.name}: it shares another container's network")
+        if om == "host":
+            return None
+        for f in ("hosts", "resolv.conf", "hostname"):
+            try:
+                shutil.copyfile(os.path.join(other.dir, f), os.path.join(c.dir, f))
+            except OSError:
+                pass
+        return netns_path(engine, other.id)
     from kran.network import netns
     from kran.sys.fsutil import is_mountpoint
 
@@ -546,14 +593,39 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
         return c
     from kran.monitor import client
 
+    import fcntl
+
+    lock = os.open(os.path.join(c.dir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    _STARTING.add(c.id)
+    try:
+        return _start_locked(engine, c, wait_attach)
+    finally:
+        _STARTING.discard(c.id)
+        os.close(lock)
+
+
+def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
+    from kran.monitor import client
+
+    c = get(engine, c.id)
+    if c.running:
+        return c
+    if os.path.exists(os.path.join(run_dir(engine), "runtime", c.id)):
+        _runtime(engine, c, "delete", "--force", c.id, check=False)  # left by a monitor that was killed
     with engine.store.writing():
         try:
             os.unlink(os.path.join(c.dir, "stop-requested"))
         except FileNotFoundError:
             pass
         rootfs = _mount_rootfs(engine, c)
+        net = None
         try:
             spec = _bundle(engine, c, rootfs)
+            from kran.engine import networks
+
+            net = networks.setup(engine, c, ((spec.get("linux") or {}).get("namespaces") and next(
+                (n.get("path") for n in spec["linux"]["namespaces"] if n.get("type") == "network"), None)))
             with open(os.path.join(c.dir, "config.json.tmp"), "w") as f:
                 json.dump(spec, f, indent=1)
             os.rename(os.path.join(c.dir, "config.json.tmp"), os.path.join(c.dir, "config.json"))
@@ -578,6 +650,8 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
                 "events_path": os.path.join(engine.root, "events.jsonl"),
                 "event_attrs": {"image": c.image_name, "name": c.name},
             }
+            if net.monitor_cfg:
+                mon["net"] = net.monitor_cfg
             if h.get("AutoRemove"):
                 import sys
 
@@ -590,7 +664,7 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
                 os.unlink(os.path.join(c.dir, "state.json"))
             except FileNotFoundError:
                 pass
-            res = client.start(c.dir)
+            res = client.start(c.dir, pass_fds=tuple(net.fds))
         except KranError as e:
             _cleanup_after_exit(engine, c)
             try:
@@ -604,6 +678,9 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
         except BaseException:
             _cleanup_after_exit(engine, c)
             raise
+        finally:
+            if net is not None:
+                net.close()  # the monitor has its own copies now
     del res
     _event(engine, "start", c.id)
     with transaction(engine.store.db):
@@ -814,6 +891,11 @@ def rename(engine: Engine, ref: str, new: str) -> None:
                 f'"{row[0]}". You have to remove (or rename) that container to be able to reuse that name.'
             )
         engine.store.db.execute("UPDATE containers SET name=? WHERE id=?", (new, c.id))
+    if c.running:
+        from kran.engine.networks import refresh_dns
+
+        refresh_dns(engine, [r[0] for r in engine.store.db.execute(
+            "SELECT network_id FROM endpoints WHERE container_id=?", (c.id,))])
     _event(engine, "rename", c.id, oldName="/" + c.name)
 
 
@@ -850,6 +932,12 @@ def _mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
     from kran.engine.volumes import mounts_json
 
     return mounts_json(engine, c)
+
+
+def _network_settings(engine: Engine, c: Container) -> dict[str, Any]:
+    from kran.engine.networks import settings
+
+    return settings(engine, c)
 
 
 def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
@@ -912,7 +1000,7 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
         },
         "Mounts": _mounts_json(engine, c),
         "Config": c.config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+        "NetworkSettings": _network_settings(engine, c),
     }
     if size:
         rw = size_rw(c)

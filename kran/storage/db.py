@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers(
@@ -80,6 +80,48 @@ CREATE TABLE IF NOT EXISTS volume_refs(
     PRIMARY KEY(container_id, volume)
 );
 CREATE INDEX IF NOT EXISTS volume_refs_volume ON volume_refs(volume);
+CREATE TABLE IF NOT EXISTS networks(
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    driver     TEXT NOT NULL,           -- bridge, host, null
+    created    REAL NOT NULL,
+    subnet     TEXT NOT NULL DEFAULT '',
+    gateway    TEXT NOT NULL DEFAULT '',
+    ip_range   TEXT NOT NULL DEFAULT '',
+    bridge     TEXT NOT NULL DEFAULT '',  -- the host's bridge device
+    internal   INTEGER NOT NULL DEFAULT 0,
+    attachable INTEGER NOT NULL DEFAULT 0,
+    builtin    INTEGER NOT NULL DEFAULT 0,
+    labels     TEXT NOT NULL DEFAULT '{}',
+    options    TEXT NOT NULL DEFAULT '{}'
+);
+-- a container's membership of a network (docker's endpoint settings), from create/connect to
+-- disconnect/rm. ip and host_if are set only while the container runs (the address lease)
+CREATE TABLE IF NOT EXISTS endpoints(
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    network_id   TEXT NOT NULL REFERENCES networks(id),
+    idx          INTEGER NOT NULL,        -- eth<idx> inside the container
+    aliases      TEXT NOT NULL DEFAULT '[]',
+    want_ip      TEXT NOT NULL DEFAULT '',
+    endpoint_id  TEXT NOT NULL DEFAULT '',
+    ip           TEXT,
+    mac          TEXT NOT NULL DEFAULT '',
+    host_if      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(container_id, network_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip ON endpoints(network_id, ip);
+CREATE INDEX IF NOT EXISTS endpoints_network ON endpoints(network_id);
+-- host ports a running container holds
+CREATE TABLE IF NOT EXISTS ports(
+    container_id   TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    host_ip        TEXT NOT NULL,
+    host_port      INTEGER NOT NULL,
+    proto          TEXT NOT NULL,
+    container_ip   TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY(host_ip, host_port, proto)
+);
+CREATE INDEX IF NOT EXISTS ports_container ON ports(container_id);
 """
 
 
