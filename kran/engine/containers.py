@@ -591,8 +591,6 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
         raise Conflict("cannot start a paused container, try unpause instead")
     if c.running:
         return c
-    from kran.monitor import client
-
     import fcntl
 
     lock = os.open(os.path.join(c.dir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

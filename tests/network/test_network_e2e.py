@@ -312,3 +312,64 @@ def test_bad_publish_specs(nkran, netns, web_image, spec, err):
     p = nkran("run", "--rm", "-p", spec, "nginx", check=False)
     assert p.returncode == 125 and err in p.err.lower()
     assert nkran("ps", "-aq").out.strip() == ""
+
+
+def test_outbound_nat_and_published_port_from_a_container(nkran, netns, web_image, tmp_path):
+    """A container reaches "the internet" (a second namespace behind the host's NIC) masqueraded as
+    the host, and reaches a published port through the host's public address."""
+    import threading
+
+    from kran.network import netlink
+    from kran.network import netns as nsmod
+
+    nkran("run", "-d", "--name", "pub", "-p", "8088:80", "nginx")
+    wait_http(netns, "http://127.0.0.1:8088/", "Welcome")
+    out = nkran("run", "--rm", "busybox", "wget", "-qO-", f"http://{HOST_IP}:8088/").out
+    assert "Welcome to kran-nginx!" in out
+    # and a container reaching its own published port (hairpin)
+    out = nkran("exec", "pub", "wget", "-qO-", f"http://{HOST_IP}:8088/").out
+    assert "Welcome to kran-nginx!" in out
+    # (removing the outside namespace at the end takes the host's NIC, the veth pair, with it)
+    outside = str(tmp_path / "outside-ns")
+    nsmod.create(outside)
+    try:
+        fd = __import__("os").open(outside, __import__("os").O_RDONLY)
+        try:
+            netns.call(netlink.set_link, "kthost1", netns_fd=fd)
+        finally:
+            __import__("os").close(fd)
+
+        def up() -> None:
+            netlink.add_addr("kthost1", "10.123.0.2/24")
+            netlink.set_link("kthost1", up=True)
+
+        netlink.in_netns(outside, up)
+
+        def make() -> socket.socket:
+            s = socket.socket()
+            s.bind(("10.123.0.2", 7777))
+            s.listen()
+            return s
+
+        srv = netlink.in_netns(outside, make)
+        peers: list[str] = []
+
+        def serve() -> None:
+            srv.settimeout(20)
+            try:
+                conn, addr = srv.accept()
+            except OSError:
+                return
+            peers.append(addr[0])
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\noutside")
+            conn.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        out = nkran("run", "--rm", "busybox", "wget", "-qO-", "http://10.123.0.2:7777/").out
+        t.join(25)
+        srv.close()
+        assert out == "outside"
+        assert peers == [HOST_IP]  # masqueraded: the outside world sees the host, not 172.x
+    finally:
+        nsmod.remove(outside)
