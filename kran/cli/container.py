@@ -183,18 +183,16 @@ def cmd_run(engine: Any, p: P) -> int:
     from kran.engine import containers
     from kran.errors import KranError
 
-    if p.detach and p.rm is False and False:
-        pass
     try:
         cid = _create(engine, p)
     except KranError as e:
         return _run_error("run", e)
     if p.detach:
+        print(cid, flush=True)  # docker prints the ID before starting: a failed start still shows it
         try:
             containers.start(engine, cid)
         except KranError as e:
             return _run_error("run", e)
-        print(cid)
         return 0
     from kran.cli.attach import attach_and_start
 

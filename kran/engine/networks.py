@@ -411,7 +411,9 @@ class Setup:
 def _ensure_devices(engine: Engine, n: Net) -> None:
     from kran.network import bridge
 
-    if bridge.ensure_bridge(n.bridge, n.gateway, n.subnet) or not _table_exists():
+    # a new bridge (first use, after a reboot or a network create) gets the nft rules of every
+    # network; while the bridge is there they are assumed in place (no nft call on the hot path)
+    if bridge.ensure_bridge(n.bridge, n.gateway, n.subnet):
         _apply_rules(engine)
 
 

@@ -48,6 +48,7 @@ def test_seed_web_server_session(nkran, netns, web_image):
     try:
         p = nkran("run", "-d", "--name", "test-nginx", "-p", "80:80", "nginx", check=False)
         assert p.returncode == 125
+        assert len(p.out.strip()) == 64  # docker prints the ID, then the error
         assert USERLAND in p.err
         assert "driver failed programming external connectivity on endpoint test-nginx" in p.err
         assert nkran("ps", "-q").out.strip() == ""  # nothing runs
