@@ -650,6 +650,11 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             }
             if net.monitor_cfg:
                 mon["net"] = net.monitor_cfg
+                if net.monitor_cfg.get("proxies"):
+                    import sys
+
+                    # published ports: free them (DNAT entries, lease) as soon as the container ends
+                    mon["on_exit"] = [sys.executable, "-m", "kran.engine.afterexit", engine.root, c.id]
             if h.get("AutoRemove"):
                 import sys
 

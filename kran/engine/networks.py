@@ -587,9 +587,23 @@ def _dns_sockets(engine: Engine, c: Container, nspath: str, out: Setup, upstream
 
 def refresh_dns(engine: Engine, network_ids: list[str]) -> None:
     """Rewrite dns.json of every running container on these (user) networks."""
-    db = engine.store.db
     if not network_ids:
         return
+    import fcntl
+
+    from kran.engine.containers import run_dir
+
+    os.makedirs(run_dir(engine), 0o700, exist_ok=True)
+    lock = os.open(os.path.join(run_dir(engine), "dns.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent refreshes: the last writer has seen every lease
+        _refresh_dns(engine, network_ids)
+    finally:
+        os.close(lock)
+
+
+def _refresh_dns(engine: Engine, network_ids: list[str]) -> None:
+    db = engine.store.db
     q = ",".join("?" * len(network_ids))
     targets = [r[0] for r in db.execute(
         f"SELECT DISTINCT container_id FROM endpoints WHERE network_id IN ({q}) AND ip IS NOT NULL", network_ids)]
@@ -727,6 +741,15 @@ def published_ports(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     for cid, host_ip, host_port, proto, cport in engine.store.db.execute(
             "SELECT container_id, host_ip, host_port, proto, container_port FROM ports"):
         out.setdefault(cid, []).append({"IP": host_ip, "PrivatePort": cport, "PublicPort": host_port, "Type": proto})
+    # exposed but not published ports of running containers show too ("443/tcp")
+    for cid, config in engine.store.db.execute(
+            "SELECT c.id, c.config FROM containers c WHERE c.config LIKE '%ExposedPorts%' AND EXISTS"
+            " (SELECT 1 FROM endpoints e WHERE e.container_id=c.id AND e.ip IS NOT NULL)"):
+        have = {(p["PrivatePort"], p["Type"]) for p in out.get(cid, [])}
+        for key in json.loads(config).get("ExposedPorts") or {}:
+            port, _, proto = key.partition("/")
+            if port.isdigit() and (int(port), proto or "tcp") not in have:
+                out.setdefault(cid, []).append({"PrivatePort": int(port), "Type": proto or "tcp"})
     return out
 
 

@@ -374,3 +374,16 @@ def test_outbound_nat_and_published_port_from_a_container(nkran, netns, web_imag
         assert peers == [HOST_IP]  # masqueraded: the outside world sees the host, not 172.x
     finally:
         nsmod.remove(outside)
+
+
+def test_ports_are_released_when_the_container_ends_by_itself(nkran, netns, web_image):
+    nkran("run", "-d", "--name", "short", "-p", "8089:80", "nginx", "sh", "-c", "httpd -p 80 -h /www; sleep 1")
+    ruleset = ""
+    for _ in range(100):  # nobody runs kran meanwhile: the monitor's exit hook cleans up
+        ruleset = netns.run("nft", "list", "map", "ip", "kran", "tcp_any").out
+        if "8089" not in ruleset and not [n for n in links(netns) if n.startswith("veth")]:
+            break
+        time.sleep(0.1)
+    assert "8089" not in ruleset
+    assert not [n for n in links(netns) if n.startswith("veth")]
+    listen(netns, 8089).close()
