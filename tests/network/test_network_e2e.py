@@ -387,3 +387,51 @@ def test_ports_are_released_when_the_container_ends_by_itself(nkran, netns, web_
     assert "8089" not in ruleset
     assert not [n for n in links(netns) if n.startswith("veth")]
     listen(netns, 8089).close()
+
+
+def test_embedded_dns_forwards_other_names_to_the_hosts_resolvers(nkran, netns, web_image):
+    """A name that is no container's goes from 127.0.0.11 to the upstream (--dns here: a fake
+    resolver the test runs on the host's address) and its answer comes back."""
+    import struct
+    import threading
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((HOST_IP, 53))
+        return s
+
+    up = netns.call(make)
+    asked: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        up.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                q, addr = up.recvfrom(512)
+            except TimeoutError:
+                continue
+            i, labels = 12, []
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+            asked.append(".".join(labels))
+            question = q[12:i + 5]
+            if qtype == 1:
+                ans = struct.pack("!HHHLH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("10.55.55.55")
+                up.sendto(q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0) + question + ans, addr)
+            else:
+                up.sendto(q[:2] + struct.pack("!HHHHH", 0x8180, 1, 0, 0, 0) + question, addr)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        nkran("network", "create", "fwd")
+        out = nkran("run", "--rm", "--network", "fwd", "--dns", HOST_IP, "busybox", "nslookup", "far.example").out
+    finally:
+        stop.set()
+        t.join()
+        up.close()
+    assert "10.55.55.55" in out
+    assert "far.example" in asked
