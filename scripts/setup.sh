@@ -14,6 +14,8 @@ fi
 # namespace needs (an interpreter under /root, like pyenv's, is out of its reach).
 PY=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+# (compat: a plain path in a .pth file; the default editable finder costs every kran start ~20 ms
+# of imports: pathlib, re, urllib...)
 .venv/bin/python -m compileall -q kran  # bytecode up front: every kran process starts faster
 echo "kran is installed: $(pwd)/.venv/bin/kran"

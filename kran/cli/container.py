@@ -196,6 +196,8 @@ def cmd_run(engine: Any, p: P) -> int:
         return 0
     from kran.cli.attach import attach_and_start
 
+    if p.rm:
+        containers.will_remove(engine, cid)
     try:
         code = attach_and_start(engine, cid, stdin=bool(p.interactive), tty=bool(p.tty),
                                 detach_keys=p.detach_keys, sig_proxy=p.sig_proxy)

@@ -584,6 +584,15 @@ def _security(h: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
     return caps, profile
 
 
+def will_remove(engine: Engine, cid: str) -> None:
+    """The caller stays attached and removes this --rm container when it ends (the monitor then
+    leaves that to it, unless the caller is gone by then)."""
+    from kran.monitor import proto
+
+    with open(os.path.join(engine.root, "containers", cid, proto.CLI_REMOVES), "w"):
+        pass
+
+
 def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
     """Start a created or exited container; a running one is left as it is."""
     c = get(engine, ref)

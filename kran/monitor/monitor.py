@@ -721,6 +721,7 @@ class Monitor:
         self.emit_event("die", exitCode=str(self.exit_code))
         if self.oom_killed:
             self.emit_event("oom")
+        self.attached_at_exit = bool(self.clients)
         self.broadcast(proto.frame(proto.EXIT, str(self.exit_code).encode()), force=True)
         for c in list(self.clients.values()):
             c.closing = True
@@ -818,7 +819,10 @@ class Monitor:
         for c in list(self.clients.values()):
             self.drop_client(c)
         if self.on_exit and self.status == "exited":
-            self.spawn_detached(self.on_exit)
+            # `kran run --rm` in the foreground removes the container itself (it said so with
+            # CLI_REMOVES): a second remover would only race it
+            if not (getattr(self, "attached_at_exit", False) and os.path.exists(proto.CLI_REMOVES)):
+                self.spawn_detached(self.on_exit)
 
     def emit_event(self, action: str, **attrs: str) -> None:
         """Append a docker-style event to the engine's journal (kran events), if it gave one."""

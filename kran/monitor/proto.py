@@ -12,6 +12,7 @@ CONFIG = "monitor.json"
 STATE = "state.json"
 ATTACH_SOCK = "attach.sock"
 STOP_FILE = "stop-requested"
+CLI_REMOVES = "cli-removes"  # an attached `run --rm` will remove the container itself
 CONSOLE_SOCK = "console.sock"  # only while the runtime's `create` runs with a terminal
 PID_FILE = "init.pid"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -330,6 +332,20 @@ def test_container_outlives_killed_cli(kran, busybox):
     time.sleep(0.6)
     assert kran("inspect", "-f", "{{.State.Running}}", "survivor").out == "true\n"
     assert kran("logs", "survivor").out.count("tick") > n1
+
+
+def test_foreground_rm_whose_cli_was_killed_is_still_removed(kran, busybox):
+    """`run --rm` in the foreground removes the container itself; if that CLI is killed, the
+    container's monitor does it when the container ends (docker's daemon-side --rm)."""
+    p = kran.popen("run", "--rm", "--name", "orphan", "busybox", "sh", "-c", "echo up; sleep 1",
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"up\n"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 20
+    while kran("ps", "-aq").out and time.time() < deadline:
+        time.sleep(0.1)
+    assert kran("ps", "-aq").out == ""
 
 
 def test_detached_rm_removes_itself(kran, busybox):
