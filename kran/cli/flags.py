@@ -221,3 +221,12 @@ def group_dispatch(group: str, description: str, subs: dict[str, Command], argv:
     if cmd is None:
         raise UsageError(f"kran {group}: '{sub}' is not a kran command")
     return replace(cmd, name=f"{group} {sub}"), namespace[cmd.handler]
+
+
+def kv_pairs(items: list[str]) -> dict[str, str]:
+    """``--label k=v`` / ``--opt k=v`` values as a dict (a bare ``k`` maps to "")."""
+    out = {}
+    for it in items:
+        k, _, v = it.partition("=")
+        out[k] = v
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from kran.cli.flags import Command, Flag
+from kran.cli.flags import Command, Flag, kv_pairs
 from kran.cli.flags import Parsed as P
 
 CREATE = Command("network create", "[OPTIONS] NETWORK", "Create a network", (
@@ -70,14 +70,6 @@ def _cli_error(msg: str) -> Exception:
     return CliError(msg)
 
 
-def _kv(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items:
-        k, _, v = it.partition("=")
-        out[k] = v
-    return out
-
-
 def _one(values: list[str], what: str) -> str | None:
     if len(values) > 1:
         raise _cli_error(f"kran supports one {what} per network")
@@ -93,7 +85,7 @@ def cmd_create(engine: Any, p: P) -> int:
     if (gateway or ip_range) and not subnet:
         raise _cli_error("every ip-range or gateway must have a corresponding subnet")
     print(networks.create(engine, p.args[0], driver=p.driver or "bridge", subnet=subnet, gateway=gateway,
-                          ip_range=ip_range, internal=bool(p.internal), labels=_kv(p.label), options=_kv(p.opt),
+                          ip_range=ip_range, internal=bool(p.internal), labels=kv_pairs(p.label), options=kv_pairs(p.opt),
                           attachable=bool(p.attachable)))
     return 0
 
@@ -120,16 +112,13 @@ def parse_filters(filters: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _label_match(labels: dict[str, str], want: str) -> bool:
-    k, sep, v = want.partition("=")
-    return k in labels and (not sep or labels[k] == v)
-
-
 def filter_networks(nets: list[dict[str, Any]], filters: dict[str, list[str]]) -> list[dict[str, Any]]:
     """The daemon's network filters: name and id match as regular expressions, driver and scope
     exactly, label as ``key`` or ``key=value``, type ``custom``/``builtin``; values of one key OR,
     different keys AND."""
     import re
+
+    from kran.engine import label_match
 
     def keep(n: dict[str, Any]) -> bool:
         name, nid = n.get("Name", ""), n.get("Id", "")
@@ -141,7 +130,7 @@ def filter_networks(nets: list[dict[str, Any]], filters: dict[str, list[str]]) -
             return False
         if "scope" in filters and n.get("Scope", "") not in filters["scope"]:
             return False
-        if "label" in filters and not all(_label_match(n.get("Labels") or {}, v) for v in filters["label"]):
+        if "label" in filters and not all(label_match(n.get("Labels") or {}, v) for v in filters["label"]):
             return False
         if "type" in filters:
             builtin = name in BUILTIN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from kran.cli.flags import Command, Flag
+from kran.cli.flags import Command, Flag, kv_pairs
 from kran.cli.flags import Parsed as P
 
 FORMAT_HELP = "Format output using a custom template:\n'table': Print output in table format with column headers (default)\n'table TEMPLATE': Print output in table format using the given Go template\n'json': Print in JSON format\n'TEMPLATE': Print output using the given Go template"
@@ -60,21 +60,13 @@ def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     return group_dispatch("volume", "Manage volumes", _SUB, argv, globals())
 
 
-def _kv(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items:
-        k, _, v = it.partition("=")
-        out[k] = v
-    return out
-
-
 def cmd_create(engine: Any, p: P) -> int:
     from kran.engine import volumes
 
     name = p.args[0] if p.args else (p.name or None)
     if p.args and p.name and p.name != p.args[0]:
         raise _usage("conflicting options: either specify --name or provide positional arg, not both")
-    print(volumes.create(engine, name, p.driver or "local", _kv(p.label), _kv(p.opt)))
+    print(volumes.create(engine, name, p.driver or "local", kv_pairs(p.label), kv_pairs(p.opt)))
     return 0
 
 

@@ -47,3 +47,9 @@ class Engine:
         from kran.engine.containers import containers_using_image
 
         return containers_using_image(self, image_id)
+
+
+def label_match(labels: dict[str, str], f: str) -> bool:
+    """docker's ``label=KEY`` / ``label=KEY=VALUE`` filter on an object's labels."""
+    k, sep, v = f.partition("=")
+    return k in labels and (not sep or labels[k] == v)

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kran.engine import label_match
 from kran.errors import Conflict, Forbidden, InvalidArgument, KranError, NotFound
 from kran.storage.db import transaction
 
@@ -311,7 +312,7 @@ def prune(engine: Engine, until: float | None = None, label_filters: list[str] |
     for n in all_networks(engine):
         if n.builtin or (until is not None and n.created >= until):
             continue
-        if label_filters and not _labels_match(n.labels, label_filters):
+        if label_filters and not all(label_match(n.labels, f) for f in label_filters):
             continue
         try:
             remove(engine, n.id)
@@ -319,16 +320,6 @@ def prune(engine: Engine, until: float | None = None, label_filters: list[str] |
             continue
         out.append(n.name)
     return out
-
-
-def _labels_match(labels: dict[str, str], filters: list[str]) -> bool:
-    for f in filters:
-        neg = f.startswith("!")
-        k, eq, v = f.lstrip("!").partition("=")
-        hit = k in labels and (not eq or labels[k] == v)
-        if hit == neg:
-            return False
-    return True
 
 
 # -- containers' endpoints ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from kran.engine import label_match
 from kran.errors import Conflict, InvalidArgument, KranError, NotFound
 from kran.storage.db import transaction
 from kran.volume.local import LocalVolumes, validate_name, validate_options
@@ -166,7 +167,7 @@ def prune(engine: Engine, all_volumes_: bool = False, label_filters: list[str] |
     for v in all_volumes(engine):
         if not all_volumes_ and not v.anonymous:
             continue
-        if label_filters and not all(_label_match(v.labels, f) for f in label_filters):
+        if label_filters and not all(label_match(v.labels, f) for f in label_filters):
             continue
         if users(engine, v.name):
             continue
@@ -178,13 +179,6 @@ def prune(engine: Engine, all_volumes_: bool = False, label_filters: list[str] |
         gone.append(v.name)
         space += size
     return gone, space
-
-
-def _label_match(labels: dict[str, str], f: str) -> bool:
-    k, sep, val = f.partition("=")
-    if k not in labels:
-        return False
-    return not sep or labels[k] == val
 
 
 def filter_volumes(engine: Engine, filters: list[str]) -> list[Volume]:
@@ -209,7 +203,7 @@ def filter_volumes(engine: Engine, filters: list[str]) -> list[Volume]:
             continue
         if "driver" in by and v.driver not in by["driver"]:
             continue
-        if "label" in by and not all(_label_match(v.labels, lab) for lab in by["label"]):
+        if "label" in by and not all(label_match(v.labels, lab) for lab in by["label"]):
             continue
         out.append(v)
     return out
