@@ -66,18 +66,10 @@ def _net(r: tuple[Any, ...]) -> Net:
 
 
 def _config() -> dict[str, Any]:
-    """The ``[network]`` table of kran's config file (KRAN_CONFIG, default /etc/kran/config.toml)."""
-    import tomllib
+    """The ``[network]`` table of kran's config file."""
+    from kran import config
 
-    path = os.environ.get("KRAN_CONFIG") or "/etc/kran/config.toml"
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (tomllib.TOMLDecodeError, OSError) as e:
-        raise InvalidArgument(f"invalid config file {path}: {e}") from e
-    net = doc.get("network") or {}
+    net = config.load().get("network") or {}
     return net if isinstance(net, dict) else {}
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 DOCKER_IO = "docker.io"
 DOCKER_IO_ENDPOINT = "registry-1.docker.io"
 DOCKER_IO_AUTH_KEY = "https://index.docker.io/v1/"
-DEFAULT_CONFIG = "/etc/kran/config.toml"
 DEFAULT_CERTS_D = "/etc/kran/certs.d"
 DOCKER_CERTS_D = "/etc/docker/certs.d"
 
@@ -42,20 +41,12 @@ class RegistryConfig:
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> RegistryConfig:
         """Read the config file named by ``KRAN_CONFIG`` (default /etc/kran/config.toml) if present."""
-        import tomllib
-
+        from kran import config
         from kran.errors import InvalidArgument
 
         env = dict(os.environ) if env is None else env
-        path = env.get("KRAN_CONFIG") or DEFAULT_CONFIG
-        doc: dict[str, object] = {}
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except FileNotFoundError:
-            pass
-        except (tomllib.TOMLDecodeError, OSError) as e:
-            raise InvalidArgument(f"invalid config file {path}: {e}") from e
+        path = config.path(env)
+        doc = config.load(env)
         mirrors = doc.get("registry-mirrors", [])
         insecure = doc.get("insecure-registries", [])
         if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):

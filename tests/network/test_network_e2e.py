@@ -435,3 +435,17 @@ def test_embedded_dns_forwards_other_names_to_the_hosts_resolvers(nkran, netns, 
         up.close()
     assert "10.55.55.55" in out
     assert "far.example" in asked
+
+
+def test_default_bridge_from_the_config_file(nkran, netns, busybox_tar, tmp_path):
+    from tests.conftest import BUSYBOX_CHANGES
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[network]\nbridge = "kbr9"\nbridge-subnet = "10.201.0.0/24"\n')
+    nkran.env["KRAN_CONFIG"] = str(cfg)
+    nkran("import", *BUSYBOX_CHANGES, str(busybox_tar), "busybox:latest")
+    out = nkran("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0").out
+    assert "10.201.0.2/24" in out
+    assert "kbr9" in links(netns) and "kran0" not in links(netns)
+    assert json.loads(nkran("network", "inspect", "bridge").out)[0]["IPAM"]["Config"] == [
+        {"Subnet": "10.201.0.0/24", "Gateway": "10.201.0.1"}]
