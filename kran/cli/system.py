@@ -88,6 +88,22 @@ def cmd_prune(engine: Any, p: P) -> int:
         print("Deleted Containers:")
         sys.stdout.write("".join(g + "\n" for g in gone))
         print()
+    from kran.engine import networks
+
+    nets = networks.prune(engine)
+    if nets:
+        print("Deleted Networks:")
+        sys.stdout.write("".join(n + "\n" for n in nets))
+        print()
+    if p.volumes:
+        from kran.engine import volumes
+
+        vols, vspace = volumes.prune(engine)
+        space += vspace
+        if vols:
+            print("Deleted Volumes:")
+            sys.stdout.write("".join(n + "\n" for n in vols))
+            print()
     rep = prune(engine, all=p.all, filters=p.filter)
     rep.reclaimed += space
     if rep.lines:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import fcntl
 import os
 import select
 import struct
@@ -31,8 +32,13 @@ from kran.monitor.monitor import json_loads
 Socket = _socket.socket
 IN, OUT, ERR, HUP = select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP
 NOSIGNAL = _socket.MSG_NOSIGNAL
+splice = getattr(os, "splice", None)  # Linux, Python >= 3.10; None: relays use recv/send
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+SPLICE_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)  # fall back to recv/send
 
 TCP_BUFFER = 256 << 10  # per direction of a relay; when full, stop reading that side (backpressure)
+PIPE_SIZE = 1 << 20  # a relay's pipe per direction when splicing (asked for; the kernel may refuse)
+SPLICE_ROUNDS = 4  # splice in/out rounds per event while both sides keep up
 UDP_IDLE = 60.0  # a UDP flow without traffic this long is dropped
 UDP_MAX_FLOWS = 4096  # per proxy; datagrams from new clients beyond it are dropped
 DNS_TTL = 600
@@ -337,21 +343,86 @@ class TcpProxy(_Listener):
             Relay(self.server, conn, self.target_family, self.target)
 
 
+class Way:
+    """One direction of a relay, ``src`` -> ``dst``: a pipe that splice(2) fills from ``src`` and
+    empties into ``dst`` (zero-copy: the bytes never reach userland), or, without a pipe, a bounded
+    buffer for recv/send (no splice on this platform, no fds left for a pipe, or splice refused)."""
+
+    __slots__ = ("src", "dst", "sfd", "dfd", "eof", "shut", "buf", "pr", "pw", "size", "pending", "full")
+
+    def __init__(self, src: Socket, dst: Socket) -> None:
+        self.src, self.dst = src, dst
+        self.sfd, self.dfd = src.fileno(), dst.fileno()
+        self.eof = False  # read EOF from src
+        self.shut = False  # we shut down writing to dst
+        self.buf = bytearray()
+        self.pr = self.pw = -1  # the pipe's read and write ends; -1: recv/send
+        self.size = TCP_BUFFER  # what the pipe holds
+        self.pending = 0  # bytes in the pipe, not yet sent to dst
+        self.full = False  # splicing into the pipe would block: stop reading until some are sent
+
+    def open_pipe(self) -> None:
+        self.pr, self.pw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.size = fcntl.fcntl(self.pw, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:  # EPERM: above fs.pipe-max-size or the user's pipe-user-pages limits
+            self.size = fcntl.fcntl(self.pw, fcntl.F_GETPIPE_SZ)
+
+    def unsent(self) -> int:
+        return self.pending if self.pr >= 0 else len(self.buf)
+
+    def readable(self) -> bool:
+        """Whether to poll src for input: not at EOF, and room to put it (else backpressure)."""
+        if self.eof:
+            return False
+        if self.pr >= 0:
+            return not self.full and self.pending < self.size
+        return len(self.buf) < TCP_BUFFER
+
+    def unsplice(self) -> None:
+        """Go over to recv/send: what is in the pipe moves to the buffer (at most a pipe's worth)."""
+        if self.pr < 0:
+            return
+        while self.pending > 0:
+            try:
+                data = os.read(self.pr, self.pending)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self.buf += data
+            self.pending -= len(data)
+        self.close_pipe()
+
+    def close_pipe(self) -> None:
+        for fd in (self.pr, self.pw):
+            if fd >= 0:
+                os.close(fd)
+        self.pr = self.pw = -1
+        self.pending = 0
+        self.full = False
+
+
 class Relay(Handler):
-    """One proxied TCP connection: bounded buffers both ways, half-close passed on."""
+    """One proxied TCP connection: a :class:`Way` each direction, half-close passed on."""
 
     def __init__(self, server: NetServer, client: Socket, family: int, target: tuple) -> None:
         self.server = server
         self.c = client
         self.cfd = client.fileno()
+        self.closed = False
         self.u = Socket(family, _socket.SOCK_STREAM)
         self.ufd = self.u.fileno()
         self.u.setblocking(False)
-        self.c2u = bytearray()
-        self.u2c = bytearray()
-        self.c_eof = self.u_eof = False  # read EOF from the client / the target
-        self.c_shut = self.u_shut = False  # we shut down writing to the client / the target
-        self.closed = False
+        self.up = Way(client, self.u)  # client -> target
+        self.down = Way(self.u, client)  # target -> client
+        if splice is not None:
+            try:  # created per connection (nothing for an idle listener): 4 fds
+                self.up.open_pipe()
+                self.down.open_pipe()
+            except OSError:  # EMFILE/ENFILE/ENOMEM: this connection goes by recv/send
+                self.up.close_pipe()
+                self.down.close_pipe()
         server.add(self.cfd, self)
         server.add(self.ufd, self)
         err = self.u.connect_ex(target)
@@ -361,12 +432,10 @@ class Relay(Handler):
 
     def mask(self, fd: int) -> int:
         if fd == self.cfd:
-            m = IN if not self.c_eof and len(self.c2u) < TCP_BUFFER else 0
-            return m | (OUT if self.u2c else 0)
+            return (IN if self.up.readable() else 0) | (OUT if self.down.unsent() else 0)
         if self.connecting:
             return OUT
-        m = IN if not self.u_eof and len(self.u2c) < TCP_BUFFER else 0
-        return m | (OUT if self.c2u else 0)
+        return (IN if self.down.readable() else 0) | (OUT if self.up.unsent() else 0)
 
     def event(self, fd: int, ev: int) -> None:
         if fd == self.ufd and self.connecting:
@@ -374,65 +443,119 @@ class Relay(Handler):
                 self.close()  # connection refused or unreachable: drop the client too
                 return
             self.connecting = False
-            self.flush(self.u, self.c2u)
+            self.flush(self.up)
             return
         if ev & ERR:
             self.close()
             return
         if fd == self.cfd:
             if ev & OUT:
-                self.flush(self.c, self.u2c)
+                self.flush(self.down)
             if not self.closed and ev & (IN | HUP):
-                self.pump(self.c, self.c2u, self.u, toward_target=True)
+                self.pump(self.up)
         else:
             if ev & OUT:
-                self.flush(self.u, self.c2u)
+                self.flush(self.up)
             if not self.closed and ev & (IN | HUP):
-                self.pump(self.u, self.u2c, self.c, toward_target=False)
+                self.pump(self.down)
 
-    def pump(self, src: Socket, buf: bytearray, dst: Socket, toward_target: bool) -> None:
-        try:
-            data = src.recv(min(65536, TCP_BUFFER - len(buf)))
-        except BlockingIOError:
-            return
-        except OSError:
-            self.close()  # RST
-            return
-        if not data:
-            if toward_target:
-                self.c_eof = True
-            else:
-                self.u_eof = True
-        else:
-            buf += data
-        if toward_target and self.connecting:
-            return
-        self.flush(dst, buf)
-
-    def flush(self, dst: Socket, buf: bytearray) -> None:
-        while buf:
+    def pump(self, w: Way) -> None:
+        """Read what ``w`` has room for from its src, and pass it on."""
+        if w.pr < 0:
             try:
-                n = dst.send(buf, NOSIGNAL)
+                data = w.src.recv(min(65536, TCP_BUFFER - len(w.buf)))
             except BlockingIOError:
-                break
-            except OSError:
-                self.close()
                 return
-            del buf[:n]
-        self.half_close()
+            except OSError:
+                self.close()  # RST
+                return
+            if data:
+                w.buf += data
+            else:
+                w.eof = True
+        else:
+            for _ in range(SPLICE_ROUNDS):
+                try:
+                    n = splice(w.sfd, w.pw, w.size - w.pending, None, None, SPLICE_FLAGS)
+                except BlockingIOError:
+                    # No data, or no free slot in the pipe (one per skb fragment, so it can fill
+                    # before `size` bytes): with bytes pending, wait for dst before reading again.
+                    w.full = w.pending > 0
+                    break
+                except OSError as e:
+                    if e.errno in SPLICE_UNSUPPORTED:
+                        self.unsplice()
+                        self.pump(w)
+                    else:
+                        self.close()  # RST
+                    return
+                if not n:
+                    w.eof = True
+                    break
+                w.pending += n
+                if w is self.up and self.connecting or not self.flush(w, quiet=True):
+                    break  # dst cannot take more yet: its POLLOUT resumes
+                if w.pending >= w.size:
+                    break
+                if self.closed:
+                    return
+        if w is self.up and self.connecting:
+            return
+        self.flush(w)
+
+    def flush(self, w: Way, quiet: bool = False) -> bool:
+        """Send what ``w`` holds to its dst; True if all of it went. Then pass on EOF (unless quiet)."""
+        if self.closed:
+            return False
+        if w.pr >= 0:
+            while w.pending:
+                try:
+                    n = splice(w.pr, w.dfd, w.pending, None, None, SPLICE_FLAGS)
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno in SPLICE_UNSUPPORTED:
+                        self.unsplice()
+                        return self.flush(w, quiet)
+                    self.close()  # EPIPE, ECONNRESET
+                    return False
+                if not n:
+                    break
+                w.pending -= n
+                w.full = False
+        else:
+            buf = w.buf
+            while buf:
+                try:
+                    n = w.dst.send(buf, NOSIGNAL)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self.close()
+                    return False
+                del buf[:n]
+        if not quiet:
+            self.half_close()
+        return not w.unsent()
+
+    def unsplice(self) -> None:
+        """splice(2) refused these sockets (EINVAL...): this connection goes on by recv/send."""
+        self.up.unsplice()
+        self.down.unsplice()
 
     def half_close(self) -> None:
         try:
-            if self.c_eof and not self.c2u and not self.u_shut and not self.connecting:
+            up, down = self.up, self.down
+            if up.eof and not up.unsent() and not up.shut and not self.connecting:
                 self.u.shutdown(_socket.SHUT_WR)
-                self.u_shut = True
-            if self.u_eof and not self.u2c and not self.c_shut:
+                up.shut = True
+            if down.eof and not down.unsent() and not down.shut:
                 self.c.shutdown(_socket.SHUT_WR)
-                self.c_shut = True
+                down.shut = True
         except OSError:
             self.close()
             return
-        if self.c_shut and self.u_shut:
+        if self.up.shut and self.down.shut:
             self.close()
 
     def close(self) -> None:
@@ -443,6 +566,8 @@ class Relay(Handler):
         self.server.remove(self.ufd)
         self.c.close()
         self.u.close()
+        self.up.close_pipe()
+        self.down.close_pipe()
 
 
 class UdpProxy(Handler):

@@ -375,7 +375,17 @@ def test_system_df_and_prune_count_containers(kran, busybox):
         time.sleep(0.1)
     assert rows["Containers"][1:3] == ["2", "1"]
     assert rows["Images"][1:3] == ["1", "1"]
-    out = kran("system", "prune", "-f").out
+    kran("network", "create", "unused-net")
+    kran("network", "create", "used-net")
+    kran("network", "connect", "used-net", "up1")
+    kran("volume", "create", "named-vol")
+    kran("run", "-v", "/anon", "busybox", "true")
+    out = kran("system", "prune", "-f", "--volumes").out
     assert out.startswith("Deleted Containers:\n")
+    assert "Deleted Networks:\nunused-net\n" in out
+    assert "Deleted Volumes:\n" in out and "named-vol" not in out  # only anonymous volumes, like docker
     assert kran("ps", "-a", "--format", "{{.Names}}").out == "up1\n"
+    assert [line.split()[1] for line in kran("network", "ls").out.splitlines()[1:]] == [
+        "bridge", "host", "none", "used-net"]
+    assert kran("volume", "ls", "-q").out == "named-vol\n"
     assert kran("images", "-q").out.strip() == busybox[7:19]

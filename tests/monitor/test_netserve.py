@@ -6,6 +6,7 @@ inside a real monitor, across a restart of the container.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -433,3 +434,193 @@ def test_monitor_serves_net_across_restarts(env, tmp_path):
     c.wait_monitor_gone()
     with pytest.raises(OSError):
         socket.create_connection(addr, timeout=2).close()
+
+
+# -- TCP relay paths: splice(2) through pipes, and recv/send when splice cannot be used ---------
+
+MODES = ["splice", "recv-send", "splice-refused", "splice-refused-midstream", "pipe-emfile"]
+
+
+@pytest.fixture(params=MODES)
+def relay_mode(request, monkeypatch):
+    """Forces one of the relay's paths; yields the list of (patched) splice calls seen."""
+    mode = request.param
+    real = netserve.splice
+    calls: list[int] = []
+    if mode != "recv-send" and real is None:
+        pytest.skip("no os.splice on this platform")
+    if mode == "recv-send":
+        monkeypatch.setattr(netserve, "splice", None)
+    elif mode in ("splice", "splice-refused", "splice-refused-midstream"):
+        after = {"splice": None, "splice-refused": 0, "splice-refused-midstream": 40}[mode]
+
+        def spy(*args):
+            calls.append(1)
+            if after is not None and len(calls) > after:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(*args)
+
+        monkeypatch.setattr(netserve, "splice", spy)
+    elif mode == "pipe-emfile":
+        real_open = netserve.Way.open_pipe
+
+        def open_pipe(way):  # the first pipe works, the second fails: both must go
+            calls.append(1)
+            if len(calls) % 2 == 0:
+                raise OSError(errno.EMFILE, "Too many open files")
+            real_open(way)
+
+        monkeypatch.setattr(netserve.Way, "open_pipe", open_pipe)
+    yield mode, calls
+    if mode in ("splice", "splice-refused-midstream"):
+        assert len(calls) > 40  # the splice path really carried data
+    if mode == "splice-refused":
+        assert calls  # tried, refused, fell back
+
+
+def proxy_to(loops, port: int) -> tuple[tuple, Loop]:
+    front = tcp_listener()
+    addr = front.getsockname()
+    lp = loops({"proxies": [{"fd": passed(front), "proto": "tcp", "to": "127.0.0.1", "port": port}]})
+    return addr, lp
+
+
+def one_shot_server(handler) -> int:
+    """A TCP server running handler(conn) for each connection in a thread of its own."""
+    srv = tcp_listener()
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def relays(lp: Loop) -> list:
+    return [h for h in set(lp.net.fds.values()) if isinstance(h, netserve.Relay)]
+
+
+def test_tcp_relay_integrity_both_directions(loops, relay_mode):
+    up = os.urandom(48 << 20)
+    down = os.urandom(48 << 20)
+
+    def handler(c: socket.socket) -> None:  # hashes what it gets while sending `down`, then EOF
+        with c:
+            h = hashlib.sha256()
+            sender = threading.Thread(target=c.sendall, args=(down,))
+            sender.start()
+            while data := c.recv(1 << 20):
+                h.update(data)
+            sender.join()
+            c.sendall(h.digest())
+            c.shutdown(socket.SHUT_WR)
+            c.recv(1)
+
+    addr, lp = proxy_to(loops, one_shot_server(handler))
+    got: list[bytes] = []
+    with socket.create_connection(addr, timeout=30) as c:
+        reader = threading.Thread(target=lambda: got.append(recv_all(c)))
+        reader.start()
+        c.sendall(up)
+        c.shutdown(socket.SHUT_WR)
+        reader.join(60)
+    assert got and len(got[0]) == len(down) + 32
+    assert hashlib.sha256(got[0][:-32]).digest() == hashlib.sha256(down).digest()
+    assert got[0][-32:] == hashlib.sha256(up).digest()
+    assert wait_for(lambda: not relays(lp), 5)
+
+
+def test_tcp_relay_half_close_from_target(loops, relay_mode):
+    """The target says all it has and shuts down writing; the client, having seen EOF, still sends."""
+    tail = os.urandom(4 << 20)
+    heard: list[bytes] = []
+
+    def handler(c: socket.socket) -> None:
+        with c:
+            c.sendall(b"banner" * 1000)
+            c.shutdown(socket.SHUT_WR)
+            heard.append(recv_all(c))
+
+    addr, lp = proxy_to(loops, one_shot_server(handler))
+    with socket.create_connection(addr, timeout=10) as c:
+        assert recv_all(c) == b"banner" * 1000  # EOF passed on while the other way stays open
+        c.sendall(tail)
+        c.shutdown(socket.SHUT_WR)
+        assert wait_for(lambda: heard, 10)
+        assert c.recv(1) == b""
+    assert hashlib.sha256(heard[0]).digest() == hashlib.sha256(tail).digest()
+    assert wait_for(lambda: not relays(lp), 5)
+
+
+def test_tcp_relay_backpressure(loops, relay_mode):
+    """A target that does not read: the relay holds at most its pipe/buffer, the client blocks."""
+    go = threading.Event()
+    got: list[bytes] = []
+
+    def handler(c: socket.socket) -> None:
+        with c:
+            go.wait(20)
+            got.append(recv_all(c))
+
+    addr, lp = proxy_to(loops, one_shot_server(handler))
+    data = os.urandom(64 << 20)
+    with socket.create_connection(addr, timeout=10) as c:
+        c.setblocking(False)
+        sent = 0
+        stalled = 0.0
+        while stalled < 0.5 and sent < len(data):
+            try:
+                sent += c.send(data[sent : sent + (1 << 20)])
+                stalled = 0.0
+            except BlockingIOError:
+                time.sleep(0.05)
+                stalled += 0.05
+        assert sent < len(data)  # stuck: nobody is reading at the far end
+        (r,) = relays(lp)
+        held = r.up.unsent()
+        assert held <= (r.up.size if r.up.pr >= 0 else netserve.TCP_BUFFER + r.up.size)
+        go.set()
+        c.setblocking(True)
+        c.sendall(data[sent:])
+        c.shutdown(socket.SHUT_WR)
+        assert wait_for(lambda: got, 20)
+    assert hashlib.sha256(got[0]).digest() == hashlib.sha256(data).digest()
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_tcp_relay_does_not_leak_fds(loops, relay_mode):
+    port, _ = echo_server()
+    addr, lp = proxy_to(loops, port)
+    with socket.create_connection(addr, timeout=5) as c:  # warm up: threads, lazily opened fds
+        c.sendall(b"x")
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == b"x<eof>"
+    assert wait_for(lambda: not relays(lp), 5)
+    before = fd_count()
+    with socket.create_connection(addr, timeout=5) as c:
+        c.sendall(b"y")
+        assert c.recv(1) == b"y"
+        (r,) = relays(lp)
+        pipes = [fd for fd in (r.up.pr, r.up.pw, r.down.pr, r.down.pw) if fd >= 0]
+        mode = relay_mode[0]
+        assert len(pipes) == (4 if mode in ("splice", "splice-refused-midstream") else 0 if mode != "splice-refused" else len(pipes))
+    for i in range(150):
+        c = socket.create_connection(addr, timeout=5)
+        c.sendall(os.urandom(200_000))
+        if i % 3 == 0:  # RST while data is in flight
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif i % 3 == 1:
+            c.shutdown(socket.SHUT_WR)
+            assert recv_all(c).endswith(b"<eof>")
+        c.close()
+    assert wait_for(lambda: not relays(lp), 10)
+    assert wait_for(lambda: fd_count() <= before, 10), (fd_count(), before)
+    assert len(lp.net.fds) == 1  # the listener
