@@ -370,8 +370,24 @@ def _ps_filter(engine: Any, cs: list[Any], filters: list[str]) -> list[Any]:
         elif k == "id":
             cs = [c for c in cs if c.id.startswith(v)]
         elif k == "label":
-            lk, lsep, lv = v.partition("=")
-            cs = [c for c in cs if lk in (c.config.get("Labels") or {}) and (not lsep or c.config["Labels"][lk] == lv)]
+            from kran.engine import label_match
+
+            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
+        elif k == "network":
+            from kran.engine import networks
+
+            nets = networks.networks_of(engine)
+            ids = {n.id for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
+            names = {n.name for n in networks.all_networks(engine) if n.id in ids}
+            cs = [c for c in cs if names & set(nets.get(c.id, []))]
+        elif k in ("publish", "expose"):
+            from kran.engine import networks
+
+            port, _, proto = v.partition("/")
+            key = "PublicPort" if k == "publish" else "PrivatePort"
+            hits = {cid for cid, ps in networks.published_ports(engine).items()
+                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
+            cs = [c for c in cs if c.id in hits]
         elif k == "exited":
             cs = [c for c in cs if c.status == "exited" and str((c.state or {}).get("exit_code")) == v]
         elif k == "ancestor":

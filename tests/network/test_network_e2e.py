@@ -449,3 +449,19 @@ def test_default_bridge_from_the_config_file(nkran, netns, busybox_tar, tmp_path
     assert "kbr9" in links(netns) and "kran0" not in links(netns)
     assert json.loads(nkran("network", "inspect", "bridge").out)[0]["IPAM"]["Config"] == [
         {"Subnet": "10.201.0.0/24", "Gateway": "10.201.0.1"}]
+
+
+def test_ps_filters_network_publish_expose(nkran, netns, web_image):
+    nkran("network", "create", "fnet")
+    nkran("run", "-d", "--name", "on-net", "--network", "fnet", "nginx")
+    nkran("run", "-d", "--name", "pub", "-p", "8093:80", "nginx")
+
+    def names(*f: str) -> set[str]:
+        args = [x for v in f for x in ("--filter", v)]
+        return set(nkran("ps", *args, "--format", "{{.Names}}").out.split())
+
+    assert names("network=fnet") == {"on-net"}
+    assert names("network=bridge") == {"pub"}
+    assert names("publish=8093") == {"pub"}
+    assert names("publish=8093/udp") == set()
+    assert names("expose=80") == {"on-net", "pub"}
