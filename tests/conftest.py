@@ -72,10 +72,19 @@ def _host_net_state() -> tuple[set[str], bool]:
 
 def _remove_new_net_state(before: tuple[set[str], bool]) -> list[str]:
     """Delete the bridges and the nft table a test's kran made in the host's namespace."""
+    import time
+
     from kran.network import netlink, nft
 
     links, had_table = before
-    made = [n for n in netlink.link_names() if n not in links and (n == "kran0" or n.startswith(("kr-", "veth")))]
+
+    def new() -> list[str]:
+        return [n for n in netlink.link_names() if n not in links and (n == "kran0" or n.startswith(("kr-", "veth")))]
+
+    deadline = time.monotonic() + 3  # a removed container's veths go with its namespace, in the background
+    while any(n.startswith("veth") for n in new()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    made = new()
     for n in made:
         netlink.del_link(n)
     if not had_table:

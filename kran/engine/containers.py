@@ -170,6 +170,7 @@ def _write_state(d: str, st: dict[str, Any]) -> None:
 
 
 _STARTING: set[str] = set()  # containers this process is starting (it holds their start.lock)
+_REMOVING = False  # inside remove(): the container's netns goes with it, and its veths with that
 
 
 def _being_started(c: Container) -> bool:
@@ -205,7 +206,7 @@ def _cleanup_after_exit(engine: Engine, c: Container) -> None:
             pass
     from kran.engine.networks import teardown
 
-    teardown(engine, c.id)
+    teardown(engine, c.id, links=not _REMOVING)
 
 
 def _event(engine: Engine, action: str, cid: str, **attrs: str) -> None:
@@ -850,6 +851,15 @@ def unpause(engine: Engine, ref: str) -> None:
 
 
 def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False) -> None:
+    global _REMOVING
+    _REMOVING = True
+    try:
+        _remove(engine, ref, force, volumes)
+    finally:
+        _REMOVING = False
+
+
+def _remove(engine: Engine, ref: str, force: bool, volumes: bool) -> None:
     c = get(engine, ref)
     if c.running:
         if not force:

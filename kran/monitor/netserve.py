@@ -461,9 +461,10 @@ class Relay(Handler):
 
     def pump(self, w: Way) -> None:
         """Read what ``w`` has room for from its src, and pass it on."""
-        if w.pr < 0:
+        room = TCP_BUFFER - len(w.buf)  # < 0 after a pipe's worth moved to the buffer (unsplice)
+        if w.pr < 0 and room > 0:
             try:
-                data = w.src.recv(min(65536, TCP_BUFFER - len(w.buf)))
+                data = w.src.recv(min(65536, room))
             except BlockingIOError:
                 return
             except OSError:
@@ -473,7 +474,7 @@ class Relay(Handler):
                 w.buf += data
             else:
                 w.eof = True
-        else:
+        elif w.pr >= 0:
             for _ in range(SPLICE_ROUNDS):
                 try:
                     n = splice(w.sfd, w.pw, w.size - w.pending, None, None, SPLICE_FLAGS)
@@ -495,10 +496,8 @@ class Relay(Handler):
                 w.pending += n
                 if w is self.up and self.connecting or not self.flush(w, quiet=True):
                     break  # dst cannot take more yet: its POLLOUT resumes
-                if w.pending >= w.size:
-                    break
-                if self.closed:
-                    return
+                if self.closed or w.pr < 0 or w.pending >= w.size:
+                    break  # closed, gone over to recv/send, or the pipe is full
         if w is self.up and self.connecting:
             return
         self.flush(w)

@@ -263,6 +263,9 @@ def test_nothing_left_after_rm_everything(nkran, netns, web_image):
     ids = nkran("ps", "-aq").out.split()
     nkran("rm", "-f", *ids)
     nkran("network", "rm", "left")
+    deadline = time.monotonic() + 3  # the kernel deletes the veths with the namespaces, in the background
+    while [n for n in links(netns) if n.startswith("veth")] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not [n for n in links(netns) if n.startswith(("veth", "kr-"))]
     ruleset = netns.run("nft", "list", "table", "ip", "kran").out
     assert "8085" not in ruleset and "8086" not in ruleset and "kr-" not in ruleset
