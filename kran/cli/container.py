@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import UTC
 from typing import Any
 
 from kran.cli.flags import Command, Flag
@@ -133,19 +132,26 @@ class RunFailed(Exception):
 
 
 def _create(engine: Any, p: P) -> str:
-    from kran.cli.registry import printer
     from kran.cli.runopts import build_run
     from kran.engine import containers
-    from kran.engine.registry import pull_if_missing
+    from kran.errors import ImageNotFound
 
     config, host, networking, warnings = build_run(p, p.args[0], p.args[1:])
-    # docker's --pull missing (default) | always | never: "Unable to find image" and the pull
-    # progress go to stderr, so stdout keeps only the container's ID or output
-    pull_if_missing(
-        engine, p.args[0], policy=p.pull,
-        on_missing=None if p.quiet else lambda name: sys.stderr.write(f"Unable to find image '{name}' locally\n"),
-        progress=None if p.quiet else printer(sys.stderr),
-    )
+    try:
+        if p.pull not in ("missing", "never"):
+            raise ImageNotFound(p.args[0])
+        engine.images.resolve(p.args[0])  # present: the registry code is not even imported
+    except ImageNotFound:
+        from kran.cli.registry import printer
+        from kran.engine.registry import pull_if_missing
+
+        # docker's --pull missing (default) | always | never: "Unable to find image" and the pull
+        # progress go to stderr, so stdout keeps only the container's ID or output
+        pull_if_missing(
+            engine, p.args[0], policy=p.pull,
+            on_missing=None if p.quiet else lambda name: sys.stderr.write(f"Unable to find image '{name}' locally\n"),
+            progress=None if p.quiet else printer(sys.stderr),
+        )
     # docker sends no endpoint settings for a single network without options; only then is
     # NetworkingConfig left out
     extra = {"networking_config": networking} if networking else {}
@@ -433,7 +439,7 @@ def cmd_ps(engine: Any, p: P) -> int:
         nets = networks.networks_of(engine)
 
     def ctx(c: Any) -> dict[str, Any]:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         from kran.cli.units import human_duration
 
@@ -783,7 +789,7 @@ def cmd_update(engine: Any, p: P) -> int:
 
 
 def cmd_events(engine: Any, p: P) -> int:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from kran.engine.events import read
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 LEFT = (
     "admiring adoring affectionate agitated amazing angry awesome beautiful blissful bold boring brave busy "
@@ -37,8 +37,12 @@ RIGHT = (
 ).split()
 
 
+def _pick(words: list[str]) -> str:
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]  # (secrets costs 3 ms to import)
+
+
 def random_name(retry: int = 0) -> str:
-    name = f"{secrets.choice(LEFT)}_{secrets.choice(RIGHT)}"
+    name = f"{_pick(LEFT)}_{_pick(RIGHT)}"
     if retry:
-        name += str(secrets.randbelow(10))
+        name += str(os.urandom(1)[0] % 10)
     return name

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +229,8 @@ def _download(session: Session, repo: str, todo: list[Any], blobs: Any, report: 
         report(Progress("Verifying Checksum", _short(lb.digest)))
         report(Progress("Download complete", _short(lb.digest)))
 
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo)), thread_name_prefix="pull")
     futures: list[Any] = []
     try:
@@ -331,6 +332,8 @@ def _push_one(engine: Engine, session: Session, ref: refs.Reference, report: Pro
                 session.upload(ref.path, location, d, size, f)
             if show:
                 report(Progress("Pushed", _short(d)))
+
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="push") as pool:
             futures = [pool.submit(one, item) for item in uniq]

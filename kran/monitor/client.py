@@ -11,7 +11,6 @@ to its stdio; :func:`read_logs` reads the json-file log, following it while the 
 
 from __future__ import annotations
 
-import calendar
 import collections
 import json
 import os
@@ -245,6 +244,8 @@ def attach(container_dir: str) -> Attachment:
 
 def _parse_time(s: str) -> int:
     """RFC 3339 (``2024-01-01T00:00:00.123456789Z``, any fraction length, Z or offset) -> ns."""
+    import calendar
+
     base = calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S"))
     rest = s[19:]
     frac = 0
