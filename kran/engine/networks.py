@@ -452,17 +452,22 @@ def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:
         return out
     reconcile(engine, skip=c.id)
     rows = _endpoint_rows(engine, c.id)
-    if not rows and mode not in ("none",):
-        n = resolve(engine, mode)  # the network went away since create: docker's error
+    if not rows and mode != "none":
+        # its network was removed since (docker's "network X not found"), or removed and made again
+        n = resolve(engine, mode)
         if n.is_bridge:
-            raise NotFound(f"network {mode} not found")
+            with transaction(engine.store.db):
+                record(engine.store.db, c.id, [EndpointPlan(n.id, (), "")])
+            rows = _endpoint_rows(engine, c.id)
     own: list[tuple[str, str]] = []
     user_nets = False
     first_ip = ""
+    routed = False
     try:
-        for i, (nid, idx, _aliases, want, _epid, _ip, _mac, _hif) in enumerate(rows):
+        for nid, idx, _aliases, want, _epid, _ip, _mac, _hif in rows:
             n = _get_net(engine, nid)
-            ip = _plug(engine, c, nspath or "", n, idx, want, default_route=(i == 0))
+            ip = _plug(engine, c, nspath or "", n, idx, want, default_route=not routed)
+            routed = routed or not n.internal
             first_ip = first_ip or ip
             user_nets = user_nets or n.user_defined
             names = c.config.get("Hostname") or c.id[:12]

@@ -468,3 +468,15 @@ def test_ps_filters_network_publish_expose(nkran, netns, web_image):
     assert names("publish=8093") == {"pub"}
     assert names("publish=8093/udp") == set()
     assert names("expose=80") == {"on-net", "pub"}
+
+
+def test_network_removed_under_a_stopped_container(nkran, netns, web_image):
+    nkran("network", "create", "gone")
+    nkran("create", "--name", "waiting", "--network", "gone", "nginx")
+    nkran("network", "rm", "gone")  # no running container uses it: docker lets it go
+    p = nkran("start", "waiting", check=False)
+    assert p.returncode != 0 and "network gone not found" in p.err
+    nkran("network", "create", "--subnet", "10.66.0.0/24", "gone")  # made again, under the same name
+    nkran("start", "waiting")
+    assert nkran("inspect", "-f", '{{(index .NetworkSettings.Networks "gone").IPAddress}}', "waiting").out.strip() \
+        == "10.66.0.2"
