@@ -392,10 +392,26 @@ def inspect_objects(engine: Any, names: list[str], fmt: str | None, kind: str, s
                 except NotFound:
                     if kind == "container":
                         raise
-            if obj is None:
+            if obj is None and kind in ("image", "object"):
                 from kran.engine.images import inspect
 
-                obj = inspect(engine, name)
+                try:
+                    obj = inspect(engine, name)
+                except NotFound:
+                    if kind == "image":
+                        raise
+            if obj is None and kind in ("volume", "object"):
+                from kran.engine import volumes
+
+                try:
+                    obj = volumes.get(engine, name).to_json()
+                except NotFound:
+                    if kind == "volume":
+                        raise
+            if obj is None:  # docker looks for a network last
+                from kran.engine import networks
+
+                obj = networks.inspect(engine, name)
             found.append(obj)
         except NotFound:
             errors.append(f"Error: No such {kind}: {name}")
@@ -407,7 +423,8 @@ def inspect_objects(engine: Any, names: list[str], fmt: str | None, kind: str, s
 
 
 def cmd_inspect(engine: Any, p: P) -> int:
-    kind = {None: "object", "": "object", "image": "image", "container": "container"}.get(p.type)
+    kind = {None: "object", "": "object", "image": "image", "container": "container", "volume": "volume",
+            "network": "network"}.get(p.type)
     if kind is None:
         from kran.errors import InvalidArgument
 

@@ -480,3 +480,20 @@ def test_network_removed_under_a_stopped_container(nkran, netns, web_image):
     nkran("start", "waiting")
     assert nkran("inspect", "-f", '{{(index .NetworkSettings.Networks "gone").IPAddress}}', "waiting").out.strip() \
         == "10.66.0.2"
+
+
+def test_fixed_ip_and_generic_inspect(nkran, netns, web_image):
+    nkran("network", "create", "--subnet", "10.78.0.0/24", "fixed")
+    nkran("run", "-d", "--name", "f1", "--network", "fixed", "--ip", "10.78.0.50", "nginx")
+    assert nkran("inspect", "-f", '{{(index .NetworkSettings.Networks "fixed").IPAddress}}', "f1").out.strip() \
+        == "10.78.0.50"
+    p = nkran("run", "-d", "--name", "f2", "--network", "fixed", "--ip", "10.78.0.50", "nginx", check=False)
+    assert p.returncode == 125 and "Address already in use" in p.err
+    nkran("run", "-d", "--name", "f3", "nginx")
+    nkran("network", "connect", "--ip", "10.78.0.60", "fixed", "f3")
+    assert "10.78.0.60/24" in nkran("exec", "f3", "ip", "-o", "-4", "addr").out
+    # docker's inspect finds networks too (after containers, images and volumes)
+    assert nkran("inspect", "-f", "{{.Name}} {{.Driver}}", "fixed").out == "fixed bridge\n"
+    assert nkran("inspect", "--type", "network", "-f", "{{.Name}}", "bridge").out == "bridge\n"
+    p = nkran("inspect", "--type", "network", "nope", check=False)
+    assert p.returncode == 1 and "nope" in p.err
