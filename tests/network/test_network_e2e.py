@@ -497,3 +497,35 @@ def test_fixed_ip_and_generic_inspect(nkran, netns, web_image):
     assert nkran("inspect", "--type", "network", "-f", "{{.Name}}", "bridge").out == "bridge\n"
     p = nkran("inspect", "--type", "network", "nope", check=False)
     assert p.returncode == 1 and "nope" in p.err
+
+
+def test_kill_9_during_run_with_ports_leaves_nothing(nkran, netns, web_image):
+    """kill -9 of `kran run -p` at any moment: once kran has looked again, no veth, lease, port row
+    or DNAT entry is left, and the port can be published again."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+
+    for i, delay in enumerate([0.05, 0.08, 0.11, 0.14, 0.17, 0.2, 0.25, 0.3]):
+        p = nkran.popen("run", "-d", "--name", f"k{i}", "-p", "8095:80", "nginx",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        ids = nkran("ps", "-aq").out.split()
+        if ids:
+            nkran("rm", "-f", *ids)
+        deadline = time.monotonic() + 3
+        while [n for n in links(netns) if n.startswith("veth")] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not [n for n in links(netns) if n.startswith("veth")], f"delay {delay}"
+        db = sqlite3.connect(str(nkran.root / "kran.db"))
+        try:
+            assert db.execute("SELECT COUNT(*) FROM ports").fetchone()[0] == 0
+            assert db.execute("SELECT COUNT(*) FROM endpoints WHERE ip IS NOT NULL").fetchone()[0] == 0
+        finally:
+            db.close()
+        assert "8095" not in netns.run("nft", "list", "map", "ip", "kran", "tcp_any", check=False).out
+    nkran("run", "-d", "--name", "after", "-p", "8095:80", "nginx")
+    wait_http(netns, f"http://{HOST_IP}:8095/", "Welcome")
