@@ -32,12 +32,23 @@ VERSION = Command(
     max_args=0, handler="cmd_version",
 )
 
+SERVICE = Command(
+    "system service", "[OPTIONS] [URI]",
+    "Run the Docker Engine API on a unix socket (default unix:///run/kran/kran.sock)",
+    (
+        Flag("time", "t", "int", "int", "Seconds to serve before exiting (0 = forever)", default=0),
+        Flag("verbose", "v", help="Log every request to stderr"),
+    ),
+    max_args=1, handler="cmd_service",
+)
+
+
 def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     if name == "version":
         return VERSION, cmd_version
     from kran.cli.flags import group_dispatch
 
-    return group_dispatch("system", "Manage kran", {"df": DF, "prune": PRUNE}, argv, globals())
+    return group_dispatch("system", "Manage kran", {"df": DF, "prune": PRUNE, "service": SERVICE}, argv, globals())
 
 
 def cmd_df(engine: Any, p: P) -> int:
@@ -132,4 +143,40 @@ def cmd_version(engine: Any, p: P) -> int:
     c = info["Client"]
     print(f"Client: kran\n Version:           {c['Version']}\n API version:       {c['ApiVersion']}\n"
           f" Python version:    {platform.python_version()}\n OS/Arch:           linux/{c['Arch']}")
+    return 0
+
+
+def cmd_service(engine: Any, p: P) -> int:
+    """Serve docker's API for this root until SIGTERM/SIGINT (or --time)."""
+    import signal
+    import threading
+
+    from kran.api.server import DEFAULT_SOCKET, make_server
+    from kran.errors import InvalidArgument
+
+    uri = p.args[0] if p.args else "unix://" + DEFAULT_SOCKET
+    if not uri.startswith("unix://"):
+        raise InvalidArgument(f"only unix:// sockets are supported: {uri}")
+    path = uri[len("unix://"):]
+    srv = make_server(path, engine.root, verbose=bool(p.verbose))
+
+    def stop(*_: Any) -> None:
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if p.time:
+        threading.Timer(p.time, stop).start()
+    sys.stderr.write(f"kran: API listening on {uri}\n")
+    sys.stderr.flush()
+    try:
+        srv.serve_forever(poll_interval=0.5)
+    finally:
+        srv.server_close()
+        try:
+            import os
+
+            os.unlink(path)
+        except OSError:
+            pass
     return 0
