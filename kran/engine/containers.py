@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal as _signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -169,13 +170,20 @@ def _write_state(d: str, st: dict[str, Any]) -> None:
     os.rename(tmp, os.path.join(d, "state.json"))
 
 
-_STARTING: set[str] = set()  # containers this process is starting (it holds their start.lock)
-_REMOVING = False  # inside remove(): the container's netns goes with it, and its veths with that
+class _ThreadState(threading.local):
+    """Per thread (the API server runs requests in threads): what this thread is in the middle of."""
+
+    def __init__(self) -> None:
+        self.starting: set[str] = set()  # containers this thread is starting (it holds their start.lock)
+        self.removing = False  # inside remove(): the container's netns goes with it, and its veths too
+
+
+_T = _ThreadState()
 
 
 def _being_started(c: Container) -> bool:
     """Another process is starting this container (state.json still tells of its previous run)."""
-    if c.id in _STARTING:
+    if c.id in _T.starting:
         return False
     import fcntl
 
@@ -206,7 +214,7 @@ def _cleanup_after_exit(engine: Engine, c: Container) -> None:
             pass
     from kran.engine.networks import teardown
 
-    teardown(engine, c.id, links=not _REMOVING)
+    teardown(engine, c.id, links=not _T.removing)
 
 
 def _event(engine: Engine, action: str, cid: str, **attrs: str) -> None:
@@ -605,11 +613,11 @@ def start(engine: Engine, ref: str, wait_attach: bool = False) -> Container:
 
     lock = os.open(os.path.join(c.dir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    _STARTING.add(c.id)
+    _T.starting.add(c.id)
     try:
         return _start_locked(engine, c, wait_attach)
     finally:
-        _STARTING.discard(c.id)
+        _T.starting.discard(c.id)
         os.close(lock)
 
 
@@ -851,12 +859,11 @@ def unpause(engine: Engine, ref: str) -> None:
 
 
 def remove(engine: Engine, ref: str, force: bool = False, volumes: bool = False) -> None:
-    global _REMOVING
-    _REMOVING = True
+    _T.removing = True
     try:
         _remove(engine, ref, force, volumes)
     finally:
-        _REMOVING = False
+        _T.removing = False
 
 
 def _remove(engine: Engine, ref: str, force: bool, volumes: bool) -> None:

@@ -14,6 +14,7 @@ Scripts go to libnftables in-process (ctypes; no fork) when it is installed, els
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 TABLE = "kran"
@@ -91,6 +92,7 @@ class NftError(OSError):
 
 
 _ctx = None
+_LOCK = threading.Lock()
 
 
 def _lib():
@@ -127,9 +129,10 @@ def run(script: str, *, check: bool = True) -> str:
     h = None if os.environ.get("KRAN_NFT_BINARY") else _lib()
     if h is not None:
         lib, ctx = h
-        rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
-        err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
-        out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
+        with _LOCK:  # one libnftables context per process, not thread-safe (the API server has threads)
+            rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
+            out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
     else:
         import shutil
         import subprocess
