@@ -96,6 +96,13 @@ _LOCK = threading.Lock()
 
 
 def _lib():
+    if _ctx is not None:
+        return _ctx or None
+    with _LOCK:
+        return _load()
+
+
+def _load():
     global _ctx
     if _ctx is not None:
         return _ctx or None
