@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(python3 python3-venv busybox-static skopeo umoci runc tini tar zstd iproute2 util-linux procps docker-registry apache2-utils openssl nftables libnftables1 curl gcc libc6-dev)
+PKGS=(python3 python3-venv busybox-static skopeo umoci runc tini tar zstd iproute2 util-linux procps docker-registry apache2-utils openssl nftables libnftables1 curl gcc libc6-dev docker-compose)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

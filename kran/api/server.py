@@ -18,7 +18,6 @@ import re
 import socket
 import socketserver
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -47,6 +46,30 @@ def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
         return fn
 
     return deco
+
+
+def filter_args(raw: Any) -> list[str]:
+    """docker's ``filters`` JSON (``{"k": ["v"]}`` or the older ``{"k": {"v": true}}``) -> ``["k=v"]``."""
+    if not raw:
+        return []
+    if not isinstance(raw, dict):
+        raise _invalid("invalid filter format")
+    out: list[str] = []
+    for k, vals in raw.items():
+        if isinstance(vals, dict):
+            vals = [v for v, on in vals.items() if on]
+        elif isinstance(vals, str):
+            vals = [vals]
+        for v in vals:
+            out.append(f"{k}={v}")
+    return out
+
+
+
+def _invalid(msg: str) -> Exception:
+    from kran.errors import InvalidArgument
+
+    return InvalidArgument(msg)
 
 
 class Request:
@@ -308,6 +331,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def _load_handlers() -> None:
     import kran.api.containers  # noqa: F401
     import kran.api.images  # noqa: F401
+    import kran.api.objects  # noqa: F401
     import kran.api.system  # noqa: F401
 
 
@@ -330,17 +354,3 @@ def make_server(path: str, root: str, verbose: bool = False) -> Server:
     srv = Server(path, root, verbose)
     os.chmod(path, 0o660)
     return srv
-
-
-def serve(path: str, root: str, *, verbose: bool = False, ready: threading.Event | None = None) -> None:
-    srv = make_server(path, root, verbose)
-    if ready is not None:
-        ready.set()
-    try:
-        srv.serve_forever(poll_interval=0.5)
-    finally:
-        srv.server_close()
-        try:
-            os.unlink(path)
-        except OSError:
-            pass

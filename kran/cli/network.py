@@ -93,59 +93,6 @@ def cmd_create(engine: Any, p: P) -> int:
 # -- ls -------------------------------------------------------------------------------------------
 
 
-def parse_filters(filters: list[str]) -> dict[str, list[str]]:
-    """``-f key=value`` (repeatable) -> {key: [values]}; docker's errors for a bad form or key."""
-    from kran.errors import InvalidArgument
-
-    out: dict[str, list[str]] = {}
-    for f in filters:
-        k, sep, v = f.partition("=")
-        if not sep:
-            raise InvalidArgument("bad format of filter (expected name=value)")
-        k = k.strip().lower()
-        if k not in ("driver", "id", "label", "name", "scope", "type", "dangling"):
-            raise InvalidArgument(f"invalid filter '{k}'")
-        out.setdefault(k, []).append(v)
-    for t in out.get("type", ()):
-        if t not in ("custom", "builtin"):
-            raise InvalidArgument(f"invalid filter: 'type'='{t}'")
-    return out
-
-
-def filter_networks(nets: list[dict[str, Any]], filters: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The daemon's network filters: name and id match as regular expressions, driver and scope
-    exactly, label as ``key`` or ``key=value``, type ``custom``/``builtin``; values of one key OR,
-    different keys AND."""
-    import re
-
-    from kran.engine import label_match
-
-    def keep(n: dict[str, Any]) -> bool:
-        name, nid = n.get("Name", ""), n.get("Id", "")
-        if "name" in filters and not any(re.search(v, name) for v in filters["name"]):
-            return False
-        if "id" in filters and not any(re.search(v, nid) for v in filters["id"]):
-            return False
-        if "driver" in filters and n.get("Driver", "") not in filters["driver"]:
-            return False
-        if "scope" in filters and n.get("Scope", "") not in filters["scope"]:
-            return False
-        if "label" in filters and not all(label_match(n.get("Labels") or {}, v) for v in filters["label"]):
-            return False
-        if "type" in filters:
-            builtin = name in BUILTIN
-            if not any((t == "builtin") == builtin for t in filters["type"]):
-                return False
-        if "dangling" in filters:
-            want = {v.lower() in ("1", "true") for v in filters["dangling"]}
-            dangling = name not in BUILTIN and not n.get("Containers")
-            if dangling not in want:
-                return False
-        return True
-
-    return [n for n in nets if keep(n)]
-
-
 def _natural_key(s: str) -> list[Any]:
     import re
 
@@ -186,8 +133,8 @@ HEADER = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOP
 def cmd_ls(engine: Any, p: P) -> int:
     from kran.engine import networks
 
-    filters = parse_filters(p.filter)
-    nets = filter_networks(networks.list_all(engine), filters)
+    filters = networks.parse_filters(p.filter)
+    nets = networks.filter_networks(networks.list_all(engine), filters)
     nets.sort(key=lambda n: _natural_key(n.get("Name", "")))  # docker/cli sorts by name
     rows = [row(n, bool(p.no_trunc)) for n in nets]
     if p.quiet:
@@ -258,47 +205,11 @@ def cmd_disconnect(engine: Any, p: P) -> int:
     return 0
 
 
-def _prune_filters(filters: list[str]) -> tuple[list[str], float | None]:
-    from kran.errors import InvalidArgument
-
-    labels: list[str] = []
-    until = None
-    for f in filters:
-        k, sep, v = f.partition("=")
-        if not sep:
-            raise InvalidArgument("bad format of filter (expected name=value)")
-        if k == "label":
-            labels.append(v)
-        elif k == "until":
-            until = _until(v)
-        else:
-            raise InvalidArgument(f"invalid filter '{k}'")
-    return labels, until
-
-
-def _until(v: str) -> float:
-    import re
-    import time
-
-    from kran.errors import InvalidArgument
-    from kran.image.store import parse_created
-
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h)", v)
-    if m:
-        return time.time() - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if re.fullmatch(r"\d+(\.\d+)?", v):
-        return float(v)
-    t = parse_created(v if "T" in v else v + "T00:00:00Z")
-    if not t:
-        raise InvalidArgument(f'failed to parse value as time or duration: "{v}"')
-    return t
-
-
 def cmd_prune(engine: Any, p: P) -> int:
     from kran.cli.output import confirm
     from kran.engine import networks
 
-    labels, until = _prune_filters(p.filter)
+    labels, until = networks.prune_filters(p.filter)
     if not p.force:
         print("WARNING! This will remove all custom networks not used by at least one container.")
         if not confirm("Are you sure you want to continue?"):

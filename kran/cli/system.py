@@ -147,36 +147,18 @@ def cmd_version(engine: Any, p: P) -> int:
 
 
 def cmd_service(engine: Any, p: P) -> int:
-    """Serve docker's API for this root until SIGTERM/SIGINT (or --time)."""
-    import signal
-    import threading
+    """Serve docker's API for this root until SIGTERM/SIGINT (or --time): ``python -m kran.api``
+    (exec'd, so the CLI and the API server stay independent front ends)."""
+    import os
 
-    from kran.api.server import DEFAULT_SOCKET, make_server
     from kran.errors import InvalidArgument
 
-    uri = p.args[0] if p.args else "unix://" + DEFAULT_SOCKET
+    uri = p.args[0] if p.args else "unix:///run/kran/kran.sock"
     if not uri.startswith("unix://"):
         raise InvalidArgument(f"only unix:// sockets are supported: {uri}")
-    path = uri[len("unix://"):]
-    srv = make_server(path, engine.root, verbose=bool(p.verbose))
-
-    def stop(*_: Any) -> None:
-        threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if p.time:
-        threading.Timer(p.time, stop).start()
-    sys.stderr.write(f"kran: API listening on {uri}\n")
-    sys.stderr.flush()
-    try:
-        srv.serve_forever(poll_interval=0.5)
-    finally:
-        srv.server_close()
-        try:
-            import os
-
-            os.unlink(path)
-        except OSError:
-            pass
-    return 0
+    argv = [sys.executable, "-m", "kran.api", "--root", engine.root, "--time", str(p.time or 0)]
+    if p.verbose:
+        argv.append("--verbose")
+    sys.stdout.flush()
+    os.execv(sys.executable, [*argv, uri])
+    return 0  # not reached

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kran.cli.network import _go_time, filter_networks, parse_filters, row
+from kran.cli.network import _go_time, row
+from kran.engine.networks import filter_networks, parse_filters
 from kran.errors import InvalidArgument
 
 NETS = [
