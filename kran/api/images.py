@@ -258,30 +258,32 @@ def create_image(req: Request) -> None:
     all_tags = not tag and ref.tag is None and ref.digest is None
     full = _repo_tag(name, tag) if tag and ref.tag is None and ref.digest is None else name
     platform = req.q("platform") or None
-    _registry_auth(req)
+    creds = _registry_auth(req)
 
     def work(engine: Any, emit: Callable[[bytes], None]) -> None:
         from kran.engine import registry
 
-        registry.pull(engine, full, all_tags=all_tags, platform=platform, progress=_progress_emitter(emit))
+        registry.pull(engine, full, all_tags=all_tags, platform=platform, progress=_progress_emitter(emit),
+                      creds=creds)
 
     stream_from_worker(req, work)
 
 
-def _registry_auth(req: Request) -> dict[str, Any]:
-    """The ``X-Registry-Auth`` header (base64url JSON: username, password, serveraddress...).
-
-    The engine's pull and push use stored credentials (``kran login``) only, so these are
-    accepted and checked for form but not used yet.
-    """
+def _registry_auth(req: Request) -> Any:
+    """The ``X-Registry-Auth`` header (base64url JSON: username, password, serveraddress...) as
+    registry credentials, or None (then the ones ``kran login`` stored apply)."""
     raw = req.headers.get("X-Registry-Auth") or ""
     if not raw:
-        return {}
+        return None
     try:
         data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    if not isinstance(data, dict) or not data.get("username"):
+        return None
+    from kran.registry.credentials import Credentials
+
+    return Credentials(username=str(data["username"]), password=str(data.get("password") or ""))
 
 
 def _import(req: Request) -> None:
@@ -389,7 +391,7 @@ def push_image(req: Request) -> None:
     has_tag = ref.tag is not None or ref.digest is not None
     full = _repo_tag(name, tag) if tag and not has_tag else name
     all_tags = not tag and not has_tag
-    _registry_auth(req)
+    creds = _registry_auth(req)
     if not all_tags:
         r = parse_normalized(full).tagged_or_latest()
         if req.engine.images.image_for_tag(str(r)) is None:  # docker: 404 before the stream
@@ -412,7 +414,7 @@ def push_image(req: Request) -> None:
                 emit(_line({"progressDetail": {}, "aux": {"Tag": t, "Digest": digest,
                                                           "Size": int(size) if size.isdigit() else 0}}))
 
-        registry.push(engine, full, all_tags=all_tags, progress=progress)
+        registry.push(engine, full, all_tags=all_tags, progress=progress, creds=creds)
 
     stream_from_worker(req, work)
 

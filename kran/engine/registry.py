@@ -75,10 +75,12 @@ def pull(
     all_tags: bool = False,
     platform: str | None = None,
     progress: ProgressFn | None = None,
+    creds: Any = None,
 ) -> str:
     """``docker pull``: fetch ``name`` (tag or digest, ``:latest`` by default); returns the image ID.
 
     With ``all_tags``, every tag of the repository is pulled (the last one's ID is returned).
+    ``creds`` (a registry ``Credentials``, the API's X-Registry-Auth) overrides stored ones.
     """
     from kran.registry.client import Session
     from kran.registry.config import RegistryConfig
@@ -88,7 +90,7 @@ def pull(
     if all_tags and (ref.tag or ref.digest):
         raise InvalidArgument("tag can't be used with --all-tags/-a")
     cfg = RegistryConfig.load()
-    sessions = Session.connect(ref.domain, cfg, pull=True)
+    sessions = Session.connect(ref.domain, cfg, pull=True, creds=creds)
     if all_tags:
         tags = _denied_as_docker(ref, lambda: _first_ok(sessions, lambda s: s.list_tags(ref.path)))
         image_id = ""
@@ -252,7 +254,8 @@ def _download(session: Session, repo: str, todo: list[Any], blobs: Any, report: 
 # -- push --------------------------------------------------------------------------------------
 
 
-def push(engine: Engine, name: str, *, all_tags: bool = False, progress: ProgressFn | None = None) -> str:
+def push(engine: Engine, name: str, *, all_tags: bool = False, progress: ProgressFn | None = None,
+         creds: Any = None) -> str:
     """``docker push``: upload ``name`` (``:latest`` by default); returns the manifest digest (last tag's)."""
     from kran.registry.client import Session
     from kran.registry.config import RegistryConfig
@@ -275,7 +278,7 @@ def push(engine: Engine, name: str, *, all_tags: bool = False, progress: Progres
             raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_name()}")
         targets = [ref]
     report(Progress(f"The push refers to repository [{ref.name}]"))
-    session = Session.connect(ref.domain, RegistryConfig.load(), pull=False)[0]
+    session = Session.connect(ref.domain, RegistryConfig.load(), pull=False, creds=creds)[0]
     digest = ""
     for t in targets:
         digest = _push_one(engine, session, t, report)

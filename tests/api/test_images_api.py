@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from tests.registry.conftest import registry  # noqa: F401 - a fixture used below
+from tests.registry.conftest import htpasswd_registry, registry  # noqa: F401 - fixtures used below
 
 
 def _tar(files: dict[str, str]) -> io.BytesIO:
@@ -207,3 +207,24 @@ def test_system_df(api, api_busybox):
     df = api.client().df()
     assert [i["Id"] for i in df["Images"]] == [api_busybox]
     assert df["LayersSize"] > 0
+
+
+def test_registry_auth_header_is_used(api, api_busybox, htpasswd_registry, tmp_path, monkeypatch):  # noqa: F811
+    """docker-py's auth_config travels in X-Registry-Auth; the service logs in with it."""
+    import docker
+
+    r = htpasswd_registry
+    c = api.client()
+    name = f"{r.host}/private"
+    c.images.get("busybox").tag(name, "1")
+    with pytest.raises(docker.errors.APIError):
+        for m in c.api.push(name, tag="1", stream=True, decode=True):
+            if "error" in m:
+                raise docker.errors.APIError(m["error"])
+    auth = {"username": r.user, "password": r.password}
+    lines = list(c.api.push(name, tag="1", stream=True, decode=True, auth_config=auth))
+    assert not [m for m in lines if "error" in m], lines
+    assert any("aux" in m for m in lines)
+    c.images.remove(f"{name}:1")
+    img = c.images.pull(name, tag="1", auth_config=auth)
+    assert img.id == api_busybox
