@@ -1,1 +1,914 @@
-"""Container endpoints."""
+"""Container endpoints: list, create, inspect, start/stop/restart/kill/pause/unpause, rename, wait,
+remove, top, changes, stats, prune, export, logs, attach, resize, and exec.
+
+Each handler calls the engine use case the CLI calls.  Two things live in this (the service's)
+process, because docker's API splits what the CLI does in one call:
+
+* ``docker run`` (attached) is create -> attach (hijacked) -> wait -> start.  An attach to a
+  container that does not run yet registers itself in :data:`_ATTACH`; the start handler then starts
+  the container with ``wait_attach=True`` (the monitor holds the process until a client is connected,
+  as for ``kran run``) and wakes the waiting attach, which connects to the monitor's socket.  So the
+  client sees the output from its first byte::
+
+      client            attach handler           start handler          monitor
+        |-- attach ------> | register, 101           |                       |
+        |-- wait --------> (headers sent: the wait is registered)            |
+        |-- start ---------------------------------> | start(wait_attach) -> | create, waits
+        |                  | <------ wake ---------- | 204                   |
+        |                  |-- connect attach.sock ----------------------->  | start the process
+        | <== stdout/stderr (multiplexed) <== frames <=====================  |
+
+* Exec instances are created, then started: their specs and results are kept in :data:`_EXECS`
+  (docker's exec IDs are per daemon too, and forgotten when it restarts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shlex
+import socket
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kran.api.server import Request, route
+from kran.errors import Conflict, InvalidArgument, KranError, NotFound
+
+# -- shared helpers ---------------------------------------------------------------------------------
+
+MUX = "application/vnd.docker.multiplexed-stream"
+RAW = "application/vnd.docker.raw-stream"
+
+
+def mux(stream: int, data: bytes) -> bytes:
+    """docker's stdcopy frame: stream type (1 stdout, 2 stderr), 3 zero bytes, big-endian length."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
+def _get(req: Request) -> Any:
+    from kran.engine import containers
+
+    return containers.get(req.engine, req.params["id"])
+
+
+def _human_duration(seconds: float) -> str:
+    """go-units HumanDuration (the daemon's copy; the CLI has its own in kran.cli.units)."""
+    ns = round(seconds * 1e9)
+    if ns < 1_000_000_000:
+        return "Less than a second"
+    secs = ns // 1_000_000_000
+    if secs == 1:
+        return "1 second"
+    if secs < 60:
+        return f"{secs} seconds"
+    minutes = ns // 60_000_000_000
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hour_ns = 3_600_000_000_000
+    hours = int(ns // hour_ns + (ns % hour_ns) / 3.6e12 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{ns // hour_ns // 24 // 365} years"
+
+
+def status_text(c: Any, now: float) -> str:
+    """The list's ``Status`` ("Up 2 seconds", "Exited (0) 3 seconds ago"), as ``kran ps`` shows it."""
+    from kran.image.store import parse_created
+
+    st = c.state or {}
+    s = c.status
+    if s == "created":
+        return "Created"
+    if s in ("running", "paused"):
+        started = parse_created(st.get("started_at") or c.started_at)
+        txt = "Up " + _human_duration(now - started) if started else "Up"
+        return txt + (" (Paused)" if s == "paused" else "")
+    if s == "restarting":
+        fin = parse_created(st.get("finished_at") or "")
+        return f"Restarting ({st.get('exit_code') or 0}) {_human_duration(now - fin)} ago" if fin else "Restarting"
+    fin = parse_created(st.get("finished_at") or c.finished_at)
+    code = st.get("exit_code")
+    code = c.exit_code if code is None else code
+    return f"Exited ({code}) {_human_duration(now - fin)} ago" if fin else f"Exited ({code})"
+
+
+def _exit_code(c: Any) -> int:
+    st = c.state or {}
+    if st.get("exit_code") is not None:
+        return int(st["exit_code"])
+    return int(c.exit_code or 0)
+
+
+# -- list -------------------------------------------------------------------------------------------
+
+
+def _filter(engine: Any, cs: list[Any], filters: list[str]) -> list[Any]:
+    """docker's container filters (the same set as ``kran ps --filter``)."""
+    import re
+
+    from kran.engine import label_match, networks
+
+    for f in filters:
+        k, _, v = f.partition("=")
+        if k == "status":
+            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidArgument(f"invalid filter 'status={v}'")
+            cs = [c for c in cs if c.status == v]
+        elif k == "name":
+            cs = [c for c in cs if re.search(v.lstrip("/"), c.name)]
+        elif k == "id":
+            cs = [c for c in cs if c.id.startswith(v)]
+        elif k == "label":
+            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
+        elif k == "network":
+            nets = networks.networks_of(engine)
+            names = {n.name for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
+            cs = [c for c in cs if names & set(nets.get(c.id, []))]
+        elif k in ("publish", "expose"):
+            port, _, proto = v.partition("/")
+            key = "PublicPort" if k == "publish" else "PrivatePort"
+            hits = {cid for cid, ps in networks.published_ports(engine).items()
+                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
+            cs = [c for c in cs if c.id in hits]
+        elif k == "exited":
+            cs = [c for c in cs if c.status == "exited" and str(_exit_code(c)) == v]
+        elif k == "ancestor":
+            try:
+                iid = engine.images.resolve(v)
+            except KranError:
+                iid = None
+            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
+        elif k in ("before", "since"):
+            from kran.engine import containers
+
+            ref = containers.get(engine, v)
+            cs = [c for c in cs if (c.created < ref.created if k == "before" else c.created > ref.created)]
+        else:
+            raise InvalidArgument(f"invalid filter '{k}'")
+    return cs
+
+
+@route("GET", "/containers/json")
+def list_containers(req: Request) -> None:
+    from kran.api.images import filter_args
+    from kran.engine import containers, networks
+    from kran.engine.spec import process_args
+
+    e = req.engine
+    limit = req.qint("limit", -1) or -1
+    show_all = req.qbool("all") or limit > 0
+    cs = containers.all_containers(e)
+    if not show_all:
+        cs = [c for c in cs if c.running]
+    cs = _filter(e, cs, filter_args(req.qjson("filters")))
+    if limit > 0:
+        cs = cs[:limit]
+    ports = networks.published_ports(e) if cs else {}
+    now = time.time()
+    out = []
+    for c in cs:
+        ns = networks.settings(e, c)
+        item = {
+            "Id": c.id, "Names": ["/" + c.name], "Image": c.image_name, "ImageID": c.image_id,
+            "Command": " ".join(process_args(c.config)), "Created": int(c.created),
+            "Ports": ports.get(c.id, []), "Labels": c.config.get("Labels") or {}, "State": c.status,
+            "Status": status_text(c, now),
+            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
+            "NetworkSettings": {"Networks": ns.get("Networks") or {}},
+            "Mounts": [{k: v for k, v in m.items() if k != "Mode" or v} for m in containers._mounts_json(e, c)],
+        }
+        if req.qbool("size"):
+            rw = containers.size_rw(c)
+            item["SizeRw"] = rw
+            item["SizeRootFs"] = rw + e.images.get(c.image_id).size
+        out.append(item)
+    req.send_json(out)
+
+
+# -- create / inspect -------------------------------------------------------------------------------
+
+
+@route("POST", "/containers/create")
+def create_container(req: Request) -> None:
+    from kran.engine import containers
+
+    body = req.body_json()
+    if not isinstance(body, dict):
+        raise InvalidArgument("invalid container config")
+    host = body.pop("HostConfig", None) or {}
+    networking = body.pop("NetworkingConfig", None) or {}
+    name = req.q("name") or None
+    # as the CLI does: no NetworkingConfig unless it names endpoint settings
+    extra = {"networking_config": networking} if networking.get("EndpointsConfig") else {}
+    cid = containers.create(req.engine, body, host, name, **extra)
+    req.send_json({"Id": cid, "Warnings": []}, 201)
+
+
+@route("GET", "/containers/{id}/json")
+def inspect_container(req: Request) -> None:
+    from kran.engine import containers
+
+    info = containers.inspect(req.engine, req.params["id"], size=req.qbool("size"))
+    h = info.get("HostConfig")
+    if isinstance(h, dict):  # what docker always fills in, and docker-py reads (LogConfig.Type)
+        if not (h.get("LogConfig") or {}).get("Type"):
+            h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
+        h.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        h.setdefault("NetworkMode", "default")
+    req.send_json(info)
+
+
+# -- lifecycle --------------------------------------------------------------------------------------
+
+
+class _AttachWaiters:
+    """Attach requests waiting for their container to start (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.pending: dict[str, int] = {}  # container ID -> attach requests waiting
+        self.starts: dict[str, int] = {}  # container ID -> starts done by this service
+        self.exits: dict[str, int] = {}  # container ID -> last exit code an attach saw
+
+    def register(self, cid: str) -> int:
+        with self.cond:
+            self.pending[cid] = self.pending.get(cid, 0) + 1
+            return self.starts.get(cid, 0)
+
+    def unregister(self, cid: str) -> None:
+        with self.cond:
+            n = self.pending.get(cid, 0) - 1
+            if n > 0:
+                self.pending[cid] = n
+            else:
+                self.pending.pop(cid, None)
+
+    def wants_attach(self, cid: str) -> bool:
+        with self.cond:
+            return self.pending.get(cid, 0) > 0
+
+    def started(self, cid: str) -> None:
+        with self.cond:
+            self.starts[cid] = self.starts.get(cid, 0) + 1
+            self.cond.notify_all()
+
+    def wait_start(self, cid: str, seen: int, timeout: float) -> bool:
+        with self.cond:
+            if self.starts.get(cid, 0) == seen:
+                self.cond.wait(timeout)
+            return self.starts.get(cid, 0) != seen
+
+
+_ATTACH = _AttachWaiters()
+
+
+@route("POST", "/containers/{id}/start")
+def start_container(req: Request) -> None:
+    from kran.engine import containers
+
+    req.body()  # old clients send a HostConfig here; docker ignores it since 1.24
+    c = _get(req)
+    if c.running and c.status != "paused":
+        req.send_empty(304)
+        return
+    try:
+        containers.start(req.engine, c.id, wait_attach=_ATTACH.wants_attach(c.id))
+    finally:
+        _ATTACH.started(c.id)  # a waiting attach connects now (or sees the failure)
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/stop")
+def stop_container(req: Request) -> None:
+    from kran.engine import containers
+
+    c = _get(req)
+    if not c.running:
+        req.send_empty(304)
+        return
+    containers.stop(req.engine, c.id, req.qint("t"), req.q("signal") or None)
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/restart")
+def restart_container(req: Request) -> None:
+    from kran.engine import containers
+
+    containers.restart(req.engine, req.params["id"], req.qint("t"), req.q("signal") or None)
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/kill")
+def kill_container(req: Request) -> None:
+    from kran.engine import containers
+
+    containers.kill(req.engine, req.params["id"], req.q("signal") or "KILL")
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/pause")
+def pause_container(req: Request) -> None:
+    from kran.engine import containers
+
+    containers.pause(req.engine, req.params["id"])
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/unpause")
+def unpause_container(req: Request) -> None:
+    from kran.engine import containers
+
+    containers.unpause(req.engine, req.params["id"])
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/rename")
+def rename_container(req: Request) -> None:
+    from kran.engine import containers
+
+    new = req.q("name") or ""
+    if not new:
+        raise InvalidArgument("Container name cannot be empty")
+    containers.rename(req.engine, req.params["id"], new)
+    req.send_empty(204)
+
+
+@route("DELETE", "/containers/{id}")
+def remove_container(req: Request) -> None:
+    from kran.engine import containers
+
+    containers.remove(req.engine, req.params["id"], force=req.qbool("force"), volumes=req.qbool("v"))
+    req.send_empty(204)
+
+
+@route("POST", "/containers/{id}/wait")
+def wait_container(req: Request) -> None:
+    """Headers go out at once (the docker CLI waits for them before it starts the container), the
+    result when the condition is met."""
+    from kran.engine import containers
+
+    cond = req.q("condition") or "not-running"
+    if cond not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"invalid condition: {cond!r}")
+    e = req.engine
+    c = _get(req)
+    first_run = (c.state or {}).get("finished_at"), c.status
+
+    def done(cur: Any) -> bool:
+        if cond == "not-running":
+            return not cur.running
+        if cond == "next-exit":
+            return not cur.running and cur.status != "created" and (
+                (cur.state or {}).get("finished_at"), cur.status) != first_run
+        return False
+
+    def result() -> Iterator[bytes]:
+        cur = c
+        delay = 0.01
+        while True:
+            if done(cur):
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            try:
+                cur = containers.get(e, c.id)
+            except NotFound:  # removed (--rm): it has exited, maybe between two looks
+                if cur.status == "exited":
+                    break
+                # an attach saw its exit frame (docker run --rm): it records the code at once
+                end = time.monotonic() + 2.0
+                while c.id not in _ATTACH.exits and time.monotonic() < end:
+                    time.sleep(0.02)
+                yield _wait_body(_ATTACH.exits.get(c.id, 0))
+                return
+        yield _wait_body(_exit_code(cur))
+
+    req.send_stream(result(), "application/json")
+
+
+def _wait_body(code: int) -> bytes:
+    return (json.dumps({"StatusCode": code, "Error": None}) + "\n").encode()
+
+
+# -- looking inside ---------------------------------------------------------------------------------
+
+
+@route("GET", "/containers/{id}/top")
+def top_container(req: Request) -> None:
+    from kran.engine.container_ops import top
+
+    titles, rows = top(req.engine, req.params["id"], shlex.split(req.q("ps_args") or ""))
+    req.send_json({"Titles": titles, "Processes": rows})
+
+
+@route("GET", "/containers/{id}/changes")
+def container_changes(req: Request) -> None:
+    from kran.engine.container_ops import diff
+
+    kinds = {"C": 0, "A": 1, "D": 2}
+    req.send_json([{"Path": p, "Kind": kinds[k]} for k, p in diff(req.engine, req.params["id"])])
+
+
+def _stats_json(engine: Any, c: Any, interval: float) -> dict[str, Any]:
+    """docker's stats sample; CPU as counters that give the engine's percentage by the CLI's formula
+    ``(cpu delta / system delta) * online CPUs * 100``."""
+    from kran.engine.container_ops import stats
+    from kran.engine.timefmt import rfc3339
+
+    s = stats(engine, c.id, interval)
+    ncpu = os.cpu_count() or 1
+    system = int(interval * 1e9) * ncpu
+    total = int(s.cpu_percent / 100 * system / ncpu)
+    now = time.time()
+    return {
+        "read": rfc3339(now), "preread": rfc3339(now - interval), "id": c.id, "name": "/" + c.name,
+        "pids_stats": {"current": s.pids},
+        "blkio_stats": {"io_service_bytes_recursive": [{"major": 0, "minor": 0, "op": "read", "value": s.blk_read},
+                                                       {"major": 0, "minor": 0, "op": "write", "value": s.blk_write}]},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": {"cpu_usage": {"total_usage": total, "usage_in_kernelmode": 0, "usage_in_usermode": total},
+                      "system_cpu_usage": system, "online_cpus": ncpu,
+                      "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "precpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                         "system_cpu_usage": 0, "online_cpus": ncpu,
+                         "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": {"usage": s.mem_usage, "limit": s.mem_limit, "stats": {}} if c.running else {},
+        "networks": {"eth0": {"rx_bytes": s.net_rx, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
+                              "tx_bytes": s.net_tx, "tx_packets": 0, "tx_errors": 0, "tx_dropped": 0}},
+    }
+
+
+@route("GET", "/containers/{id}/stats")
+def container_stats(req: Request) -> None:
+    from kran.engine import containers
+
+    c = _get(req)
+    if not req.qbool("stream", True) or req.qbool("one-shot"):
+        req.send_json(_stats_json(req.engine, c, 0.0 if req.qbool("one-shot") else 0.2))
+        return
+
+    def samples() -> Iterator[bytes]:
+        while True:
+            cur = containers.get(req.engine, c.id)
+            yield (json.dumps(_stats_json(req.engine, cur, 1.0)) + "\n").encode()
+            if not cur.running:
+                return
+
+    req.send_stream(samples(), "application/json")
+
+
+@route("POST", "/containers/prune")
+def prune_containers(req: Request) -> None:
+    from kran.engine import containers
+
+    gone, space = containers.prune(req.engine)
+    req.send_json({"ContainersDeleted": gone or None, "SpaceReclaimed": space})
+
+
+@route("GET", "/containers/{id}/export")
+def export_container(req: Request) -> None:
+    from kran.api.images import stream_from_worker
+    from kran.engine.container_ops import export
+
+    cid = _get(req).id
+
+    class _Out:
+        def __init__(self, emit: Any) -> None:
+            self.emit = emit
+
+        def write(self, b: bytes) -> int:
+            self.emit(bytes(b))
+            return len(b)
+
+        def flush(self) -> None:
+            pass
+
+    stream_from_worker(req, lambda engine, emit: export(engine, cid, _Out(emit)),  # type: ignore[arg-type]
+                       content_type="application/x-tar", on_error=lambda _e: None)
+
+
+@route("POST", "/containers/{id}/resize")
+def resize_container(req: Request) -> None:
+    from kran.monitor.client import attach
+
+    c = _get(req)
+    if not c.running:
+        raise Conflict(f"Container {c.id} is not running")
+    with attach(c.dir) as conn:
+        conn.resize(req.qint("h", 24) or 24, req.qint("w", 80) or 80)
+    req.send_empty(200)
+
+
+# -- logs -------------------------------------------------------------------------------------------
+
+
+def _unix_time(req: Request, name: str) -> float | None:
+    v = req.q(name)
+    if not v:
+        return None
+    try:
+        t = float(v)
+    except ValueError:
+        raise InvalidArgument(f'invalid value for "{name}": {v!r}') from None
+    return t or None
+
+
+@route("GET", "/containers/{id}/logs")
+def container_logs(req: Request) -> None:
+    from kran.monitor.client import read_logs
+
+    c = _get(req)
+    want_out, want_err = req.qbool("stdout"), req.qbool("stderr")
+    if not (want_out or want_err):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    tail_s = req.q("tail") or "all"
+    tail = None
+    if tail_s != "all":
+        try:
+            tail = int(tail_s)
+        except ValueError:
+            raise InvalidArgument(f'invalid value for "tail": "{tail_s}"') from None
+        if tail < 0:
+            tail = None
+    tty = bool(c.config.get("Tty"))
+    entries = read_logs(os.path.join(c.dir, f"{c.id}-json.log"), follow=req.qbool("follow") and c.running, tail=tail,
+                        since=_unix_time(req, "since"), until=_unix_time(req, "until"),
+                        timestamps=req.qbool("timestamps"))
+
+    def chunks() -> Iterator[bytes]:
+        for stream, data, _t in entries:
+            kind = 2 if stream == "stderr" else 1
+            if (kind == 1 and want_out) or (kind == 2 and want_err):
+                yield data if tty else mux(kind, data)
+
+    try:
+        req.send_stream(chunks(), RAW if tty else MUX)
+    finally:
+        entries.close()
+
+
+# -- attach -----------------------------------------------------------------------------------------
+
+
+class _Peer:
+    """The hijacked client connection.  Reads go through the handler's buffered reader, which may
+    already hold bytes the client sent right after its request."""
+
+    def __init__(self, req: Request, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = req._h.rfile
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> bytes:
+        try:
+            return self.rfile.read1(65536)
+        except OSError:
+            return b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+@route("POST", "/containers/{id}/attach")
+def attach_container(req: Request) -> None:
+    from kran.engine import containers
+    from kran.monitor.client import attach, read_logs
+
+    c = _get(req)
+    opts = {k: req.qbool(k) for k in ("stdin", "stdout", "stderr")}
+    tty = bool(c.config.get("Tty"))
+    seen = _ATTACH.register(c.id) if req.qbool("stream") and not c.running else None
+    try:
+        peer = _Peer(req, req.hijack(RAW if tty else MUX))
+        if req.qbool("logs"):
+            for stream, data, _t in read_logs(os.path.join(c.dir, f"{c.id}-json.log")):
+                kind = 2 if stream == "stderr" else 1
+                if opts["stderr" if kind == 2 else "stdout"]:
+                    peer.send(data if tty else mux(kind, data))
+        if not req.qbool("stream"):
+            return
+        if seen is not None:
+            # wait for a start (this service's, or anyone's), as long as the container exists
+            while not _ATTACH.wait_start(c.id, seen, 0.25):
+                try:
+                    if containers.get(req.engine, c.id).running:
+                        break
+                except NotFound:
+                    return
+        try:
+            conn = attach(c.dir)
+        except KranError:
+            return  # it did not start, or is gone already: the client sees the stream end
+    finally:
+        if seen is not None:
+            _ATTACH.unregister(c.id)
+    with conn:
+        code = _relay(peer, conn, tty=tty, stdin=opts["stdin"], stdout=opts["stdout"], stderr=opts["stderr"],
+                      stdin_once=bool(c.config.get("StdinOnce")))
+    if code is not None:
+        _ATTACH.exits[c.id] = code
+
+
+def _relay(peer: _Peer, conn: Any, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
+           stdin_once: bool) -> int | None:
+    """Client bytes -> the container's stdin; monitor frames -> the client; None if either side
+    went away before the exit frame."""
+    from kran.monitor import proto
+
+    client_open = True
+    while True:
+        fds = [conn.fileno()] + ([peer.fileno()] if client_open else [])
+        r, _, _ = select.select(fds, [], [])
+        if conn.fileno() in r:
+            msg = conn.recv()
+            if msg is None:
+                return None
+            kind, payload = msg
+            if kind == proto.EXIT:
+                try:
+                    return int(payload.decode() or 0)
+                except ValueError:
+                    return 0
+            if (kind == proto.STDOUT and stdout) or (kind == proto.STDERR and stderr):
+                try:
+                    peer.send(payload if tty else mux(kind, payload))
+                except OSError:
+                    return None
+        if client_open and peer.fileno() in r:
+            data = peer.read()
+            if not data:  # the client closed its side (stdin EOF, or gone)
+                client_open = False
+                if stdin and stdin_once:
+                    conn.close_stdin()
+            elif stdin:
+                conn.send_stdin(data)
+
+
+# -- exec -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Exec:
+    id: str
+    container_id: str
+    cmd: list[str]
+    tty: bool
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    env: list[str]
+    user: str
+    workdir: str
+    privileged: bool
+    running: bool = False
+    started: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    pty_master: int = -1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_EXECS: dict[str, _Exec] = {}
+
+
+def _exec(req: Request) -> _Exec:
+    x = _EXECS.get(req.params["id"])
+    if x is None:
+        raise NotFound(f"No such exec instance: {req.params['id']}")
+    return x
+
+
+@route("POST", "/containers/{id}/exec")
+def create_exec(req: Request) -> None:
+    body = req.body_json()
+    c = _get(req)
+    if c.status == "paused":
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+    if not c.running:
+        raise Conflict(f"Container {c.id} is not running")
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if not cmd:
+        raise InvalidArgument("No exec command specified")
+    x = _Exec(id=uuid.uuid4().hex + uuid.uuid4().hex, container_id=c.id, cmd=list(cmd), tty=bool(body.get("Tty")),
+              stdin=bool(body.get("AttachStdin")), stdout=bool(body.get("AttachStdout")),
+              stderr=bool(body.get("AttachStderr")), env=list(body.get("Env") or []), user=body.get("User") or "",
+              workdir=body.get("WorkingDir") or "", privileged=bool(body.get("Privileged")))
+    _EXECS[x.id] = x
+    req.send_json({"Id": x.id}, 201)
+
+
+@route("GET", "/exec/{id}/json")
+def inspect_exec(req: Request) -> None:
+    x = _exec(req)
+    req.send_json({
+        "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "CanRemove": False, "ContainerID": x.container_id,
+        "DetachKeys": "", "OpenStdin": x.stdin, "OpenStdout": x.stdout, "OpenStderr": x.stderr, "Pid": x.pid,
+        "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd[0], "arguments": x.cmd[1:], "privileged": x.privileged,
+                          "user": x.user},
+    })
+
+
+@route("POST", "/exec/{id}/resize")
+def resize_exec(req: Request) -> None:
+    x = _exec(req)
+    if x.pty_master >= 0:
+        import fcntl
+        import termios
+
+        try:
+            fcntl.ioctl(x.pty_master, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", req.qint("h", 24) or 24, req.qint("w", 80) or 80, 0, 0))
+        except OSError:
+            pass
+    req.send_empty(200)
+
+
+def _exec_command(engine: Any, x: _Exec) -> tuple[list[str], str]:
+    """The runtime's ``exec --process`` command line for ``x`` and its work directory (to remove).
+
+    Uses the engine's exec helpers: ``execs.run_exec`` is bound to the CLI's own stdio.
+    """
+    import tempfile
+
+    from kran.engine import containers, execs
+
+    c = containers.get(engine, x.container_id)
+    if c.status == "paused":
+        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+    if not c.running:
+        raise Conflict(f"container {c.id} is not running")
+    proc = execs._process(engine, c, x.cmd, tty=x.tty, user=x.user or None, workdir=x.workdir or None, env=x.env,
+                          privileged=x.privileged)
+    rd = containers.run_dir(engine)
+    work = tempfile.mkdtemp(prefix="exec-", dir=rd if os.path.isdir(rd) else None)
+    pfile = os.path.join(work, "process.json")
+    with open(pfile, "w") as f:
+        json.dump(proc, f)
+    rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
+    return [*rt, "--root", os.path.join(rd, "runtime"), "exec", "--process", pfile], work
+
+
+@route("POST", "/exec/{id}/start")
+def start_exec(req: Request) -> None:
+    import shutil
+
+    body = req.body_json()
+    x = _exec(req)
+    with x.lock:
+        if x.started:
+            raise Conflict(f"Exec command {x.id} has already run" if not x.running
+                           else f"Exec command {x.id} is already running")
+        x.started = True
+    try:
+        cmd, work = _exec_command(req.engine, x)
+    except BaseException:
+        x.started = False
+        raise
+    detach = bool(body.get("Detach"))
+    if detach:
+        p = subprocess.Popen([*cmd, x.container_id], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        x.running, x.pid = True, p.pid
+
+        def reap() -> None:
+            x.exit_code = p.wait()
+            x.running = False
+            shutil.rmtree(work, ignore_errors=True)
+
+        threading.Thread(target=reap, daemon=True).start()
+        req.send_empty(200)
+        return
+    try:
+        peer = _Peer(req, req.hijack(RAW if x.tty else MUX))
+        x.running = True
+        x.exit_code = _run_tty(x, cmd, peer) if x.tty else _run_pipes(x, cmd, peer)
+    finally:
+        x.running = False
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_pipes(x: _Exec, cmd: list[str], peer: _Peer) -> int:
+    from kran.engine.execs import _RUNTIME_LOG, _map_error
+
+    p = subprocess.Popen([*cmd, x.container_id], stdin=subprocess.PIPE if x.stdin else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    x.pid = p.pid
+    assert p.stdout is not None and p.stderr is not None
+    outs = {p.stdout.fileno(): 1, p.stderr.fileno(): 2}
+    tail = bytearray()
+    client_open = x.stdin
+    try:
+        while outs:
+            fds = list(outs) + ([peer.fileno()] if client_open else [])
+            r, _, _ = select.select(fds, [], [])
+            for fd in r:
+                if fd == peer.fileno():
+                    data = peer.read()
+                    if not data:
+                        client_open = False
+                        p.stdin.close()  # type: ignore[union-attr]
+                        continue
+                    try:
+                        p.stdin.write(data)  # type: ignore[union-attr]
+                        p.stdin.flush()  # type: ignore[union-attr]
+                    except BrokenPipeError:
+                        client_open = False
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    del outs[fd]
+                    continue
+                kind = outs[fd]
+                if kind == 2:
+                    tail.extend(data)
+                    del tail[:-4096]
+                    lines = data.splitlines(keepends=True)
+                    data = b"".join(ln for ln in lines if not _RUNTIME_LOG.match(ln))
+                if data and ((kind == 1 and x.stdout) or (kind == 2 and x.stderr)):
+                    try:
+                        peer.send(mux(kind, data))
+                    except OSError:
+                        pass
+        rc = p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for f in (p.stdin, p.stdout, p.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+    text = tail.decode(errors="replace")
+    if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
+        e = _map_error(text)
+        try:
+            peer.send(mux(2, f"{e}\r\n".encode()))
+        except OSError:
+            pass
+        return e.exit_code
+    return rc
+
+
+def _run_tty(x: _Exec, cmd: list[str], peer: _Peer) -> int:
+    """With a terminal the runtime (runc's behaviour) copies between its own terminal and the
+    container's pty: give it a pty of ours and relay our end."""
+    master, slave = os.openpty()
+    x.pty_master = master
+    try:
+        p = subprocess.Popen([*cmd, "--tty", x.container_id], stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    finally:
+        os.close(slave)
+    x.pid = p.pid
+    client_open = True
+    try:
+        while True:
+            fds = [master] + ([peer.fileno()] if client_open else [])
+            r, _, _ = select.select(fds, [], [])
+            if peer.fileno() in r:
+                data = peer.read()
+                if not data:
+                    client_open = False
+                elif x.stdin:
+                    os.write(master, data)
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the runtime has exited, its side of the pty is closed
+                    data = b""
+                if not data:
+                    break
+                try:
+                    peer.send(data)
+                except OSError:
+                    pass
+        return p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        x.pty_master = -1
+        os.close(master)
