@@ -58,113 +58,6 @@ def _get(req: Request) -> Any:
     return containers.get(req.engine, req.params["id"])
 
 
-def _human_duration(seconds: float) -> str:
-    """go-units HumanDuration (the daemon's copy; the CLI has its own in kran.cli.units)."""
-    ns = round(seconds * 1e9)
-    if ns < 1_000_000_000:
-        return "Less than a second"
-    secs = ns // 1_000_000_000
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = ns // 60_000_000_000
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hour_ns = 3_600_000_000_000
-    hours = int(ns // hour_ns + (ns % hour_ns) / 3.6e12 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{ns // hour_ns // 24 // 365} years"
-
-
-def status_text(c: Any, now: float) -> str:
-    """The list's ``Status`` ("Up 2 seconds", "Exited (0) 3 seconds ago"), as ``kran ps`` shows it."""
-    from kran.image.store import parse_created
-
-    st = c.state or {}
-    s = c.status
-    if s == "created":
-        return "Created"
-    if s in ("running", "paused"):
-        started = parse_created(st.get("started_at") or c.started_at)
-        txt = "Up " + _human_duration(now - started) if started else "Up"
-        return txt + (" (Paused)" if s == "paused" else "")
-    if s == "restarting":
-        fin = parse_created(st.get("finished_at") or "")
-        return f"Restarting ({st.get('exit_code') or 0}) {_human_duration(now - fin)} ago" if fin else "Restarting"
-    fin = parse_created(st.get("finished_at") or c.finished_at)
-    code = st.get("exit_code")
-    code = c.exit_code if code is None else code
-    return f"Exited ({code}) {_human_duration(now - fin)} ago" if fin else f"Exited ({code})"
-
-
-def _exit_code(c: Any) -> int:
-    st = c.state or {}
-    if st.get("exit_code") is not None:
-        return int(st["exit_code"])
-    return int(c.exit_code or 0)
-
-
-# -- list -------------------------------------------------------------------------------------------
-
-
-def _filter(engine: Any, cs: list[Any], filters: list[str]) -> list[Any]:
-    """docker's container filters (the same set as ``kran ps --filter``)."""
-    import re
-
-    from kran.engine import label_match, networks
-
-    for f in filters:
-        k, _, v = f.partition("=")
-        if k == "status":
-            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
-                raise InvalidArgument(f"invalid filter 'status={v}'")
-            cs = [c for c in cs if c.status == v]
-        elif k == "name":
-            cs = [c for c in cs if re.search(v.lstrip("/"), c.name)]
-        elif k == "id":
-            cs = [c for c in cs if c.id.startswith(v)]
-        elif k == "label":
-            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
-        elif k == "network":
-            nets = networks.networks_of(engine)
-            names = {n.name for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
-            cs = [c for c in cs if names & set(nets.get(c.id, []))]
-        elif k in ("publish", "expose"):
-            port, _, proto = v.partition("/")
-            key = "PublicPort" if k == "publish" else "PrivatePort"
-            hits = {cid for cid, ps in networks.published_ports(engine).items()
-                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
-            cs = [c for c in cs if c.id in hits]
-        elif k == "exited":
-            cs = [c for c in cs if c.status == "exited" and str(_exit_code(c)) == v]
-        elif k == "ancestor":
-            try:
-                iid = engine.images.resolve(v)
-            except KranError:
-                iid = None
-            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
-        elif k in ("before", "since"):
-            from kran.engine import containers
-
-            ref = containers.get(engine, v)
-            cs = [c for c in cs if (c.created < ref.created if k == "before" else c.created > ref.created)]
-        else:
-            raise InvalidArgument(f"invalid filter '{k}'")
-    return cs
-
-
 @route("GET", "/containers/json")
 def list_containers(req: Request) -> None:
     from kran.api.images import filter_args
@@ -177,7 +70,7 @@ def list_containers(req: Request) -> None:
     cs = containers.all_containers(e)
     if not show_all:
         cs = [c for c in cs if c.running]
-    cs = _filter(e, cs, filter_args(req.qjson("filters")))
+    cs = containers.filter_containers(e, cs, filter_args(req.qjson("filters")))
     if limit > 0:
         cs = cs[:limit]
     ports = networks.published_ports(e) if cs else {}
@@ -189,10 +82,10 @@ def list_containers(req: Request) -> None:
             "Id": c.id, "Names": ["/" + c.name], "Image": c.image_name, "ImageID": c.image_id,
             "Command": " ".join(process_args(c.config)), "Created": int(c.created),
             "Ports": ports.get(c.id, []), "Labels": c.config.get("Labels") or {}, "State": c.status,
-            "Status": status_text(c, now),
+            "Status": containers.status_text(c, now),
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode") or "default"},
             "NetworkSettings": {"Networks": ns.get("Networks") or {}},
-            "Mounts": [{k: v for k, v in m.items() if k != "Mode" or v} for m in containers._mounts_json(e, c)],
+            "Mounts": [{k: v for k, v in m.items() if k != "Mode" or v} for m in containers.mounts_json(e, c)],
         }
         if req.qbool("size"):
             rw = containers.size_rw(c)
@@ -225,14 +118,7 @@ def create_container(req: Request) -> None:
 def inspect_container(req: Request) -> None:
     from kran.engine import containers
 
-    info = containers.inspect(req.engine, req.params["id"], size=req.qbool("size"))
-    h = info.get("HostConfig")
-    if isinstance(h, dict):  # what docker always fills in, and docker-py reads (LogConfig.Type)
-        if not (h.get("LogConfig") or {}).get("Type"):
-            h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
-        h.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
-        h.setdefault("NetworkMode", "default")
-    req.send_json(info)
+    req.send_json(containers.inspect(req.engine, req.params["id"], size=req.qbool("size")))
 
 
 # -- lifecycle --------------------------------------------------------------------------------------
@@ -398,7 +284,7 @@ def wait_container(req: Request) -> None:
                     time.sleep(0.02)
                 yield _wait_body(_ATTACH.exits.get(c.id, 0))
                 return
-        yield _wait_body(_exit_code(cur))
+        yield _wait_body(containers.exit_code_of(cur))
 
     req.send_stream(result(), "application/json")
 

@@ -328,27 +328,6 @@ def cmd_prune(engine: Any, p: P) -> int:
 # -- ps -------------------------------------------------------------------------------------------
 
 
-def status_text(c: Any, now: float) -> str:
-    from kran.cli.units import human_duration
-    from kran.image.store import parse_created
-
-    st = c.state or {}
-    s = c.status
-    if s == "created":
-        return "Created"
-    if s in ("running", "paused"):
-        started = parse_created(st.get("started_at") or c.started_at)
-        txt = "Up " + human_duration(now - started) if started else "Up"
-        return txt + (" (Paused)" if s == "paused" else "")
-    if s == "restarting":
-        fin = parse_created(st.get("finished_at") or "")
-        return f"Restarting ({st.get('exit_code') or 0}) {human_duration(now - fin)} ago" if fin else "Restarting"
-    fin = parse_created(st.get("finished_at") or c.finished_at)
-    code = st.get("exit_code")
-    code = c.exit_code if code is None else code
-    return f"Exited ({code}) {human_duration(now - fin)} ago" if fin else f"Exited ({code})"
-
-
 def _command(c: Any, no_trunc: bool) -> str:
     from kran.engine.spec import process_args
 
@@ -359,52 +338,12 @@ def _command(c: Any, no_trunc: bool) -> str:
 
 
 def _ps_filter(engine: Any, cs: list[Any], filters: list[str]) -> list[Any]:
+    from kran.engine.containers import filter_containers
     from kran.errors import InvalidArgument
 
-    for f in filters:
-        k, sep, v = f.partition("=")
-        if not sep:
-            raise InvalidArgument("bad format of filter (expected name=value)")
-        if k == "status":
-            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
-                raise InvalidArgument(f"invalid filter 'status={v}'")
-            cs = [c for c in cs if c.status == v]
-        elif k == "name":
-            import re
-
-            cs = [c for c in cs if re.search(v, c.name)]
-        elif k == "id":
-            cs = [c for c in cs if c.id.startswith(v)]
-        elif k == "label":
-            from kran.engine import label_match
-
-            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
-        elif k == "network":
-            from kran.engine import networks
-
-            nets = networks.networks_of(engine)
-            ids = {n.id for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
-            names = {n.name for n in networks.all_networks(engine) if n.id in ids}
-            cs = [c for c in cs if names & set(nets.get(c.id, []))]
-        elif k in ("publish", "expose"):
-            from kran.engine import networks
-
-            port, _, proto = v.partition("/")
-            key = "PublicPort" if k == "publish" else "PrivatePort"
-            hits = {cid for cid, ps in networks.published_ports(engine).items()
-                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
-            cs = [c for c in cs if c.id in hits]
-        elif k == "exited":
-            cs = [c for c in cs if c.status == "exited" and str((c.state or {}).get("exit_code")) == v]
-        elif k == "ancestor":
-            try:
-                iid = engine.images.resolve(v)
-            except Exception:
-                iid = None
-            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
-        else:
-            raise InvalidArgument(f"invalid filter '{k}'")
-    return cs
+    if any("=" not in f for f in filters):
+        raise InvalidArgument("bad format of filter (expected name=value)")
+    return filter_containers(engine, cs, filters)
 
 
 def cmd_ps(engine: Any, p: P) -> int:
@@ -457,7 +396,7 @@ def cmd_ps(engine: Any, p: P) -> int:
             "RunningFor": human_duration(now - c.created) + " ago",
             "Size": "",
             "State": c.status,
-            "Status": status_text(c, now),
+            "Status": containers.status_text(c, now),
         }
         if p.size:
             virt = engine.images.get(c.image_id).size

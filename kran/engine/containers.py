@@ -106,6 +106,81 @@ def get(engine: Engine, ref: str) -> Container:
     return _row(engine, r)
 
 
+def status_text(c: Container, now: float) -> str:
+    """The list's ``Status`` ("Up 2 seconds", "Exited (0) 3 seconds ago"), as ``kran ps`` shows it."""
+    from kran.engine.timefmt import human_duration
+    from kran.image.store import parse_created
+
+    st = c.state or {}
+    s = c.status
+    if s == "created":
+        return "Created"
+    if s in ("running", "paused"):
+        started = parse_created(st.get("started_at") or c.started_at)
+        txt = "Up " + human_duration(now - started) if started else "Up"
+        return txt + (" (Paused)" if s == "paused" else "")
+    if s == "restarting":
+        fin = parse_created(st.get("finished_at") or "")
+        return f"Restarting ({st.get('exit_code') or 0}) {human_duration(now - fin)} ago" if fin else "Restarting"
+    fin = parse_created(st.get("finished_at") or c.finished_at)
+    code = st.get("exit_code")
+    code = c.exit_code if code is None else code
+    return f"Exited ({code}) {human_duration(now - fin)} ago" if fin else f"Exited ({code})"
+
+
+def exit_code_of(c: Container) -> int:
+    """The last exit code: the monitor's, else the one recorded when a start failed."""
+    st = c.state or {}
+    if st.get("exit_code") is not None:
+        return int(st["exit_code"])
+    return int(c.exit_code or 0)
+
+
+def filter_containers(engine: Engine, cs: list[Container], filters: list[str]) -> list[Container]:
+    """docker's container filters (``kran ps --filter`` and the API's list): status, name, id,
+    label, network, publish, expose, exited, ancestor, before, since; every filter must match."""
+    import re
+
+    from kran.engine import label_match, networks
+
+    for f in filters:
+        k, _, v = f.partition("=")
+        if k == "status":
+            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidArgument(f"invalid filter 'status={v}'")
+            cs = [c for c in cs if c.status == v]
+        elif k == "name":
+            cs = [c for c in cs if re.search(v.lstrip("/"), c.name)]
+        elif k == "id":
+            cs = [c for c in cs if c.id.startswith(v)]
+        elif k == "label":
+            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
+        elif k == "network":
+            nets = networks.networks_of(engine)
+            names = {n.name for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
+            cs = [c for c in cs if names & set(nets.get(c.id, []))]
+        elif k in ("publish", "expose"):
+            port, _, proto = v.partition("/")
+            key = "PublicPort" if k == "publish" else "PrivatePort"
+            hits = {cid for cid, ps in networks.published_ports(engine).items()
+                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
+            cs = [c for c in cs if c.id in hits]
+        elif k == "exited":
+            cs = [c for c in cs if c.status == "exited" and str(exit_code_of(c)) == v]
+        elif k == "ancestor":
+            try:
+                iid = engine.images.resolve(v)
+            except KranError:
+                iid = None
+            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
+        elif k in ("before", "since"):
+            ref = get(engine, v)
+            cs = [c for c in cs if (c.created < ref.created if k == "before" else c.created > ref.created)]
+        else:
+            raise InvalidArgument(f"invalid filter '{k}'")
+    return cs
+
+
 def all_containers(engine: Engine) -> list[Container]:
     if not os.path.exists(os.path.join(engine.root, "kran.db")):
         return []
@@ -957,7 +1032,7 @@ def size_rw(c: Container) -> int:
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def _mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
+def mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
     from kran.engine.volumes import mounts_json
 
     return mounts_json(engine, c)
@@ -985,6 +1060,11 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
     h.setdefault("Binds", None)
     h.setdefault("PortBindings", {})
     h.setdefault("Devices", [])
+    # what docker always fills in (docker-py reads LogConfig.Type)
+    if not (h.get("LogConfig") or {}).get("Type"):
+        h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
+    h.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    h.setdefault("NetworkMode", "default")
     exit_code = st.get("exit_code")
     out: dict[str, Any] = {
         "Id": c.id,
@@ -1027,7 +1107,7 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
             },
             "Name": "overlay2",
         },
-        "Mounts": _mounts_json(engine, c),
+        "Mounts": mounts_json(engine, c),
         "Config": c.config,
         "NetworkSettings": _network_settings(engine, c),
     }
