@@ -631,28 +631,12 @@ def resize_exec(req: Request) -> None:
 
 
 def _exec_command(engine: Any, x: _Exec) -> tuple[list[str], str]:
-    """The runtime's ``exec --process`` command line for ``x`` and its work directory (to remove).
+    """The runtime's ``exec --process`` command line for ``x`` and its work directory (to remove)."""
+    from kran.engine import execs
 
-    Uses the engine's exec helpers: ``execs.run_exec`` is bound to the CLI's own stdio.
-    """
-    import tempfile
-
-    from kran.engine import containers, execs
-
-    c = containers.get(engine, x.container_id)
-    if c.status == "paused":
-        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
-    if not c.running:
-        raise Conflict(f"container {c.id} is not running")
-    proc = execs._process(engine, c, x.cmd, tty=x.tty, user=x.user or None, workdir=x.workdir or None, env=x.env,
-                          privileged=x.privileged)
-    rd = containers.run_dir(engine)
-    work = tempfile.mkdtemp(prefix="exec-", dir=rd if os.path.isdir(rd) else None)
-    pfile = os.path.join(work, "process.json")
-    with open(pfile, "w") as f:
-        json.dump(proc, f)
-    rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
-    return [*rt, "--root", os.path.join(rd, "runtime"), "exec", "--process", pfile], work
+    cmd, work, _cid = execs.prepare(engine, x.container_id, x.cmd, tty=x.tty, user=x.user or None,
+                                    workdir=x.workdir or None, env=x.env, privileged=x.privileged)
+    return cmd, work
 
 
 @route("POST", "/exec/{id}/start")
@@ -695,7 +679,7 @@ def start_exec(req: Request) -> None:
 
 
 def _run_pipes(x: _Exec, cmd: list[str], peer: _Peer) -> int:
-    from kran.engine.execs import _RUNTIME_LOG, _map_error
+    from kran.engine.execs import RUNTIME_LOG, map_error
 
     p = subprocess.Popen([*cmd, x.container_id], stdin=subprocess.PIPE if x.stdin else subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -730,7 +714,7 @@ def _run_pipes(x: _Exec, cmd: list[str], peer: _Peer) -> int:
                     tail.extend(data)
                     del tail[:-4096]
                     lines = data.splitlines(keepends=True)
-                    data = b"".join(ln for ln in lines if not _RUNTIME_LOG.match(ln))
+                    data = b"".join(ln for ln in lines if not RUNTIME_LOG.match(ln))
                 if data and ((kind == 1 and x.stdout) or (kind == 2 and x.stderr)):
                     try:
                         peer.send(mux(kind, data))
@@ -749,7 +733,7 @@ def _run_pipes(x: _Exec, cmd: list[str], peer: _Peer) -> int:
                     pass
     text = tail.decode(errors="replace")
     if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
-        e = _map_error(text)
+        e = map_error(text)
         try:
             peer.send(mux(2, f"{e}\r\n".encode()))
         except OSError:

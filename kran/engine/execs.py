@@ -68,10 +68,10 @@ def _recv_fd(sock: socket.socket) -> int:
     return fds[0]
 
 
-_RUNTIME_LOG = re.compile(rb'^time="[^"]*" level=(error|fatal|warning)')
+RUNTIME_LOG = re.compile(rb'^time="[^"]*" level=(error|fatal|warning)')
 
 
-def _map_error(text: str) -> KranError:
+def map_error(text: str) -> KranError:
     msg = text.strip().splitlines()[-1] if text.strip() else "exec failed"
     m = re.search(r'msg="((?:[^"\\]|\\.)*)"', msg)
     if m:
@@ -84,9 +84,10 @@ def _map_error(text: str) -> KranError:
     return KranError(f"OCI runtime exec failed: {msg}")
 
 
-def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, stdin: bool = False, detach: bool = False,
-             user: str | None = None, workdir: str | None = None, env: list[str] = (),  # type: ignore[assignment]
-             privileged: bool = False, detach_keys: str | None = None) -> int:
+def prepare(engine: Engine, ref: str, args: list[str], *, tty: bool, user: str | None, workdir: str | None,
+            env: list[str], privileged: bool) -> tuple[list[str], str, str]:
+    """The runtime's ``exec --process FILE`` command (without the container ID and the tty/detach
+    options), the work directory holding FILE (the caller removes it), and the container ID."""
     from kran.engine import containers
 
     c = containers.get(engine, ref)
@@ -96,19 +97,27 @@ def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, st
         raise Conflict(f"container {c.id} is not running")
     proc = _process(engine, c, args, tty=tty, user=user, workdir=workdir, env=list(env), privileged=privileged)
     rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
-    work = tempfile.mkdtemp(prefix="exec-", dir=os.path.join(containers.run_dir(engine)) if os.path.isdir(containers.run_dir(engine)) else None)
+    rd = containers.run_dir(engine)
+    work = tempfile.mkdtemp(prefix="exec-", dir=rd if os.path.isdir(rd) else None)
+    with open(os.path.join(work, "process.json"), "w") as f:
+        json.dump(proc, f)
+    return [*rt, "--root", os.path.join(rd, "runtime"), "exec", "--process", os.path.join(work, "process.json")], work, c.id
+
+
+def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, stdin: bool = False, detach: bool = False,
+             user: str | None = None, workdir: str | None = None, env: list[str] = (),  # type: ignore[assignment]
+             privileged: bool = False, detach_keys: str | None = None) -> int:
+    cmd, work, cid = prepare(engine, ref, args, tty=tty, user=user, workdir=workdir, env=list(env),
+                             privileged=privileged)
+    c_id = cid
     try:
-        pfile = os.path.join(work, "process.json")
-        with open(pfile, "w") as f:
-            json.dump(proc, f)
-        cmd = [*rt, "--root", os.path.join(containers.run_dir(engine), "runtime"), "exec", "--process", pfile]
         if detach:
             cmd.append("--detach")
         if tty and not detach:
-            return _exec_tty(cmd, work, c.id, stdin, detach_keys)
+            return _exec_tty(cmd, work, c_id, stdin, detach_keys)
         if tty:
             cmd += ["--tty", "--console-socket", _console(work)[1]]
-        cmd.append(c.id)
+        cmd.append(c_id)
         p = subprocess.Popen(cmd, stdin=None if stdin else subprocess.DEVNULL, stderr=subprocess.PIPE)
         tail = bytearray()
 
@@ -117,7 +126,7 @@ def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, st
             for line in iter(p.stderr.readline, b""):  # type: ignore[union-attr]
                 tail.extend(line)
                 del tail[:-4096]
-                if _RUNTIME_LOG.match(line):
+                if RUNTIME_LOG.match(line):
                     continue  # the runtime's own error: reported once, below, in docker's words
                 sys.stderr.buffer.write(line)
                 sys.stderr.buffer.flush()
@@ -128,7 +137,7 @@ def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, st
         t.join()
         text = tail.decode(errors="replace")
         if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
-            raise _map_error(text)
+            raise map_error(text)
         return rc
     finally:
         import shutil
@@ -155,7 +164,7 @@ def _exec_tty(cmd: list[str], work: str, cid: str, stdin: bool, detach_keys: str
     _out, err_b = p.communicate()
     err = err_b.decode(errors="replace")
     if p.returncode != 0 and ("exec failed" in err or "unable to start container process" in err):
-        raise _map_error(err)
-    if err and not _RUNTIME_LOG.match(err.encode()):
+        raise map_error(err)
+    if err and not RUNTIME_LOG.match(err.encode()):
         sys.stderr.write(err)
     return p.returncode
