@@ -782,3 +782,41 @@ def _run_tty(x: _Exec, cmd: list[str], peer: _Peer) -> int:
             p.wait()
         x.pty_master = -1
         os.close(master)
+
+
+# -- archive (docker cp) ------------------------------------------------------------------------------
+
+
+@route("GET", "/containers/{id}/archive")
+def get_archive(req: Request) -> None:
+    """A tar of PATH (GET), or only its stat in X-Docker-Container-Path-Stat (HEAD)."""
+    import base64
+    import tempfile
+
+    from kran.engine import volumes
+
+    path = req.q("path") or ""
+    if not path:
+        raise InvalidArgument("path is required")
+    st = volumes.stat_path(req.engine, req.params["id"], path)
+    req.extra_headers.append(("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(st).encode()).decode()))
+    if req.method == "HEAD":
+        req.send_file(None, 0, "application/x-tar")
+        return
+    with tempfile.TemporaryFile() as tmp:
+        volumes.copy_from_container(req.engine, req.params["id"], path, "", out=tmp)
+        size = tmp.tell()
+        tmp.seek(0)
+        req.send_file(tmp, size, "application/x-tar")
+
+
+@route("PUT", "/containers/{id}/archive")
+def put_archive(req: Request) -> None:
+    """Unpack the tar in the body into the directory PATH."""
+    from kran.engine import volumes
+
+    path = req.q("path") or ""
+    if not path:
+        raise InvalidArgument("path is required")
+    volumes.copy_to_container(req.engine, req.params["id"], None, path, stream=req.body_file())
+    req.send_empty(200)

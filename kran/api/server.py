@@ -86,6 +86,7 @@ class Request:
         self.version = version
         self.headers = h.headers
         self.answered = False
+        self.extra_headers: list[tuple[str, str]] = []  # sent with the answer
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -170,15 +171,25 @@ class Request:
 
     # -- answers --------------------------------------------------------------------------------
 
+    def send_file(self, f: Any, length: int, content_type: str, status: int = 200) -> None:
+        """A body of known length from a file object (nothing but the headers for HEAD)."""
+        self._start(status, content_type, length)
+        if self.method == "HEAD":
+            return
+        while chunk := f.read(1 << 16):
+            self._h.wfile.write(chunk)
+
     def send_json(self, obj: Any, status: int = 200) -> None:
         data = (json.dumps(obj) + "\n").encode()
         self._start(status, "application/json", len(data))
-        self._h.wfile.write(data)
+        if self.method != "HEAD":  # (a HEAD answer has the headers of a GET, and no body)
+            self._h.wfile.write(data)
 
     def send_text(self, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8") -> None:
         data = text.encode()
         self._start(status, content_type, len(data))
-        self._h.wfile.write(data)
+        if self.method != "HEAD":
+            self._h.wfile.write(data)
 
     def send_empty(self, status: int = 204) -> None:
         self._start(status, None, 0 if status != 204 else None)
@@ -224,6 +235,8 @@ class Request:
         h.send_header("Docker-Experimental", "false")
         h.send_header("Ostype", "linux")
         h.send_header("Server", "kran")
+        for k, v in self.extra_headers:
+            h.send_header(k, v)
         if content_type:
             h.send_header("Content-Type", content_type)
         if chunked:
@@ -299,6 +312,8 @@ class _HTTPHandler(BaseHTTPRequestHandler):
                     if req.answered:
                         self.close_connection = True
                         return
+                    if self.headers.get("Content-Length", "0") != "0" or self.headers.get("Transfer-Encoding"):
+                        self.close_connection = True  # the body may be unread: don't parse it as a request
                     req.send_json({"message": str(e)}, e.http_status)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True

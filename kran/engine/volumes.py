@@ -652,6 +652,39 @@ def copy_from_container(engine: Engine, ref: str, src: str, dest: str, *, follow
             apply_tar(tmp, ddir)
 
 
+def stat_path(engine: Engine, ref: str, path: str, *, follow: bool = False) -> dict[str, Any]:
+    """docker's ``PathStat`` of a path inside a container (``HEAD /containers/{id}/archive``):
+    name, size, Go's FileMode bits, mtime, and the link target."""
+    from kran.engine.timefmt import rfc3339
+
+    with _container_fs(engine, ref) as (c, rootfs):
+        p = posixpath.normpath("/" + path.lstrip("/"))
+        root, rel = _locate(engine, c, rootfs, p)
+        st = _stat_in(root, rel, follow)
+        if st is None:
+            raise CopyNotFound(f"Could not find the file {path} in container {ref}")
+        link = ""
+        if stat.S_ISLNK(st.st_mode):
+            from kran.storage.rootpath import open_parent_in_root
+
+            pfd, leaf = open_parent_in_root(root, rel)
+            try:
+                link = os.readlink(leaf, dir_fd=pfd)
+            finally:
+                os.close(pfd)
+    m = st.st_mode
+    mode = stat.S_IMODE(m) & 0o777
+    for flag, bit in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if m & flag:
+            mode |= bit
+    for test, bit in ((stat.S_ISDIR, 1 << 31), (stat.S_ISLNK, 1 << 27), (stat.S_ISFIFO, 1 << 25),
+                      (stat.S_ISSOCK, 1 << 24), (stat.S_ISCHR, (1 << 26) | (1 << 21)), (stat.S_ISBLK, 1 << 26)):
+        if test(m):
+            mode |= bit
+    return {"name": posixpath.basename(p) or "/", "size": st.st_size, "mode": mode,
+            "mtime": rfc3339(st.st_mtime), "linkTarget": link}
+
+
 def _host_stat(p: str) -> os.stat_result | None:
     try:
         return os.stat(p)

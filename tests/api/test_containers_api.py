@@ -235,3 +235,40 @@ def test_docker_cli_start_attached(api, api_busybox):
     assert api.docker("logs", "once").out == "again\nagain\n"
     p = api.docker("rm", "nothing-here", check=False)
     assert p.returncode == 1 and "No such container: nothing-here" in p.err
+
+
+def test_archive_put_get_and_docker_cp(api, api_busybox, tmp_path):
+    """docker cp and docker-py's put_archive/get_archive (what testcontainers uses to copy files)."""
+    import io
+    import tarfile
+
+    import docker
+
+    c = api.client()
+    ctr = c.containers.run("busybox", "sleep 60", detach=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = b"hello through the API\n"
+        ti = tarfile.TarInfo("greeting.txt")
+        ti.size = len(data)
+        ti.mode = 0o640
+        tf.addfile(ti, io.BytesIO(data))
+    assert ctr.put_archive("/tmp", buf.getvalue()) is True
+    assert ctr.exec_run("cat /tmp/greeting.txt").output == b"hello through the API\n"
+    chunks, st = ctr.get_archive("/tmp/greeting.txt")
+    assert st["name"] == "greeting.txt" and st["size"] == 22 and st["mode"] & 0o777 == 0o640
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tf:
+        assert tf.extractfile("greeting.txt").read() == b"hello through the API\n"
+    _, st = ctr.get_archive("/tmp")
+    assert st["mode"] & (1 << 31)  # Go's ModeDir
+    with pytest.raises(docker.errors.NotFound):
+        ctr.get_archive("/nope")
+    # the docker CLI's cp stats the destination with HEAD, then PUTs or GETs
+    src = tmp_path / "host.txt"
+    src.write_text("from the host\n")
+    api.docker("cp", str(src), f"{ctr.id}:/tmp/copied.txt")
+    assert ctr.exec_run("cat /tmp/copied.txt").output == b"from the host\n"
+    out = tmp_path / "back.txt"
+    api.docker("cp", f"{ctr.id}:/tmp/greeting.txt", str(out))
+    assert out.read_text() == "hello through the API\n"
+    ctr.remove(force=True)
