@@ -102,3 +102,58 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
+
+
+@route("GET", "/events")
+def events(req: Request) -> None:
+    """docker's event stream: JSON objects, following new ones unless ``until`` is given."""
+    import json
+    import time
+
+    from kran.api.server import filter_args
+    from kran.engine.events import matches, read
+
+    def ts(name: str) -> float | None:
+        v = req.q(name)
+        if not v:
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            from kran.errors import InvalidArgument
+
+            raise InvalidArgument(f"invalid {name} value: {v}") from None
+
+    since, until = ts("since"), ts("until")
+    filters: dict[str, list[str]] = {}
+    for f in filter_args(req.qjson("filters")):
+        k, _, v = f.partition("=")
+        filters.setdefault(k, []).append(v)
+    root = req.engine.root
+    conn = req._h.connection
+
+    def gone() -> bool:  # the client hung up (readable with nothing to read)
+        import select
+
+        r, _, _ = select.select([conn], [], [], 0)
+        if not r:
+            return False
+        try:
+            import socket
+
+            return conn.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def gen():  # type: ignore[no-untyped-def]
+        for ev in read(root, since=since if since is not None else time.time(), until=until, follow=True,
+                       stop=gone):
+            if not matches(ev, filters):
+                continue
+            actor = ev.get("Actor", {})
+            out = dict(ev)
+            if ev.get("Type") == "container":  # the legacy fields docker still sends
+                out.update(status=ev.get("Action"), id=actor.get("ID"), **{"from": actor.get("Attributes", {}).get("image", "")})
+            yield (json.dumps(out) + "\n").encode()
+
+    req.send_stream(gen(), "application/json")

@@ -730,7 +730,7 @@ def cmd_update(engine: Any, p: P) -> int:
 def cmd_events(engine: Any, p: P) -> int:
     from datetime import UTC, datetime
 
-    from kran.engine.events import read
+    from kran.engine.events import matches, read
 
     now = time.time()
     since = _parse_time(p.since, now)
@@ -744,12 +744,7 @@ def cmd_events(engine: Any, p: P) -> int:
         for ev in read(engine.root, since=since, until=until, follow=follow):
             actor = ev.get("Actor", {})
             attrs = actor.get("Attributes", {})
-            if "type" in filters and ev.get("Type") not in filters["type"]:
-                continue
-            if "event" in filters and ev.get("Action") not in filters["event"]:
-                continue
-            if "container" in filters and not any(actor.get("ID", "").startswith(v) or attrs.get("name") == v
-                                                  for v in filters["container"]):
+            if not matches(ev, filters):
                 continue
             if p.format:
                 from kran.cli.gotemplate import render

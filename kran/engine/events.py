@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MAX_BYTES = 4 << 20
@@ -52,7 +52,9 @@ def _trim(p: str) -> None:
         pass
 
 
-def read(root: str, *, since: float | None = None, until: float | None = None, follow: bool = False) -> Iterator[dict[str, Any]]:
+def read(root: str, *, since: float | None = None, until: float | None = None, follow: bool = False,
+         stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """Events from the journal (``follow``: and new ones as they come, until ``until`` or ``stop()``)."""
     p = path(root)
     pos = 0
     while True:
@@ -75,6 +77,25 @@ def read(root: str, *, since: float | None = None, until: float | None = None, f
                     yield ev
         except FileNotFoundError:
             pass
-        if not follow or (until is not None and time.time() > until):
+        if not follow or (until is not None and time.time() > until) or (stop is not None and stop()):
             return
         time.sleep(0.1)
+
+
+def matches(ev: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """docker's event filters: type, event (action), container (ID prefix or name), image, label."""
+    actor = ev.get("Actor", {})
+    attrs = actor.get("Attributes", {})
+    if "type" in filters and ev.get("Type") not in filters["type"]:
+        return False
+    if "event" in filters and ev.get("Action") not in filters["event"]:
+        return False
+    if "container" in filters and (ev.get("Type") != "container" or not any(
+            actor.get("ID", "").startswith(v) or attrs.get("name") == v for v in filters["container"])):
+        return False
+    if "image" in filters and attrs.get("image") not in filters["image"]:
+        return False
+    if "network" in filters and (ev.get("Type") != "network" or not any(
+            actor.get("ID", "").startswith(v) or attrs.get("name") == v for v in filters["network"])):
+        return False
+    return True

@@ -40,3 +40,35 @@ def test_unknown_path_and_version_prefix(api):
 def test_docker_cli_version(api):
     out = api.docker("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}").out
     assert out.split() == [api.client().version()["ApiVersion"], "linux"]
+
+
+def test_events_stream(api, api_busybox):
+    import threading
+    import time
+
+    c = api.client()
+    got: list[dict] = []
+    start = time.time() - 1
+    stream = c.events(since=start, decode=True, filters={"type": "container"})
+
+    def collect() -> None:
+        for ev in stream:
+            got.append(ev)
+            if ev.get("Action") == "destroy":
+                break
+
+    t = threading.Thread(target=collect, daemon=True)
+    t.start()
+    ctr = c.containers.create("busybox", "true", name="evt")
+    ctr.start()
+    ctr.wait()
+    ctr.remove()
+    t.join(20)
+    stream.close()
+    actions = [e["Action"] for e in got]
+    assert actions[:2] == ["create", "start"] and "die" in actions and actions[-1] == "destroy"
+    assert all(e["Actor"]["Attributes"]["name"] == "evt" for e in got)
+    assert got[0]["status"] == "create" and got[0]["id"] == ctr.id
+    # a bounded window ends by itself
+    past = list(c.events(since=start, until=time.time(), decode=True, filters={"event": "destroy"}))
+    assert [e["Actor"]["ID"] for e in past] == [ctr.id]
