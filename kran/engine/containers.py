@@ -715,8 +715,9 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             spec = _bundle(engine, c, rootfs)
             from kran.engine import networks
 
-            net = networks.setup(engine, c, ((spec.get("linux") or {}).get("namespaces") and next(
-                (n.get("path") for n in spec["linux"]["namespaces"] if n.get("type") == "network"), None)))
+            netns_file = next((n.get("path") for n in (spec.get("linux") or {}).get("namespaces") or []
+                               if n.get("type") == "network"), None)
+            net = networks.setup(engine, c, netns_file)
             with open(os.path.join(c.dir, "config.json.tmp"), "w") as f:
                 json.dump(spec, f, indent=1)
             os.rename(os.path.join(c.dir, "config.json.tmp"), os.path.join(c.dir, "config.json"))
