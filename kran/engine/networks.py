@@ -392,12 +392,14 @@ class Setup:
 
 
 def _ensure_devices(engine: Engine, n: Net) -> None:
-    from kran.network import bridge
+    from kran.network import bridge, netlink
 
-    # a new bridge (first use, after a reboot or a network create) gets the nft rules of every
-    # network; while the bridge is there they are assumed in place (no nft call on the hot path)
-    if bridge.ensure_bridge(n.bridge, n.gateway, n.subnet):
+    # The rules go in before a new bridge is made (first use, after a reboot, a network create):
+    # so a bridge never exists without them, even after a kill -9 between the two, and while the
+    # bridge is there no nft call is needed on the start path.
+    if netlink.link_index(n.bridge) is None:
         _apply_rules(engine)
+    bridge.ensure_bridge(n.bridge, n.gateway, n.subnet)
 
 
 def _lease(engine: Engine, cid: str, n: Net, want: str) -> str:
@@ -536,8 +538,12 @@ def _publish(engine: Engine, c: Container, ip: str, out: Setup) -> None:
               if not (b.host_ip or "").startswith("127.")]
     if kernel:
         try:
-            nft.run(nft.port_elements("add", kernel))
-        except OSError as e:
+            try:
+                nft.run(nft.port_elements("add", kernel))
+            except OSError:
+                _apply_rules(engine)  # the table went away under the bridge (nft flush ruleset...)
+                nft.run(nft.port_elements("add", kernel))
+        except (OSError, KranError) as e:
             raise KranError(f"driver failed programming external connectivity on endpoint {c.name} ({epid}): {e}") from None
     cfg = out.monitor_cfg or {}
     cfg["proxies"] = [{"fd": b.sock.fileno(), "proto": b.proto, "to": ip, "port": b.container_port} for b in bound]

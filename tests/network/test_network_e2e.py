@@ -529,3 +529,13 @@ def test_kill_9_during_run_with_ports_leaves_nothing(nkran, netns, web_image):
         assert "8095" not in netns.run("nft", "list", "map", "ip", "kran", "tcp_any", check=False).out
     nkran("run", "-d", "--name", "after", "-p", "8095:80", "nginx")
     wait_http(netns, f"http://{HOST_IP}:8095/", "Welcome")
+
+
+def test_table_deleted_under_the_bridge_is_put_back(nkran, netns, web_image):
+    """The nft table gone while kran0 stays (a kill -9 mid-setup, an `nft flush ruleset`):
+    publishing a port puts the rules back."""
+    nkran("run", "--rm", "busybox", "true")  # kran0 and the table exist
+    netns.run("nft", "delete", "table", "ip", "kran")
+    nkran("run", "-d", "--name", "back", "-p", "8096:80", "nginx")
+    wait_http(netns, f"http://{HOST_IP}:8096/", "Welcome")
+    assert "8096" in netns.run("nft", "list", "map", "ip", "kran", "tcp_any").out
