@@ -87,10 +87,24 @@ def passed(s: socket.socket) -> int:
     return s.detach()
 
 
-def echo_server() -> tuple[int, threading.Thread]:
-    """A TCP echo server (one thread per connection) that shuts down writing after EOF."""
+def tcp_server(handler) -> int:
+    """A TCP server running handler(conn) for each connection in a thread of its own."""
     srv = tcp_listener()
-    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def echo_server() -> int:
+    """A TCP echo server (one thread per connection) that shuts down writing after EOF."""
 
     def conn(c: socket.socket) -> None:
         with c:
@@ -100,17 +114,7 @@ def echo_server() -> tuple[int, threading.Thread]:
             c.shutdown(socket.SHUT_WR)
             c.recv(1)
 
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=conn, args=(c,), daemon=True).start()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    return port, t
+    return tcp_server(conn)
 
 
 def recv_all(s: socket.socket) -> bytes:
@@ -124,7 +128,7 @@ def recv_all(s: socket.socket) -> bytes:
 
 
 def test_tcp_proxy_relays_and_half_closes(loops):
-    port, _ = echo_server()
+    port = echo_server()
     front = tcp_listener()
     addr = front.getsockname()
     loops({"proxies": [{"fd": passed(front), "proto": "tcp", "to": "127.0.0.1", "port": port}]})
@@ -136,7 +140,7 @@ def test_tcp_proxy_relays_and_half_closes(loops):
 
 
 def test_tcp_proxy_large_transfer(loops):
-    port, _ = echo_server()
+    port = echo_server()
     front = tcp_listener()
     addr = front.getsockname()
     loops({"proxies": [{"fd": passed(front), "proto": "tcp", "to": "127.0.0.1", "port": port}]})
@@ -391,7 +395,7 @@ def test_local_answer_truncates_over_udp():
 
 @pytest.mark.privileged
 def test_monitor_serves_net_across_restarts(env, tmp_path):
-    port, _ = echo_server()
+    port = echo_server()
     front = tcp_listener()
     dns_u, dns_t = udp_socket(), tcp_listener()
     c = env.container(["sh", "-c", "sleep 1; exit 1"], restart="always")
@@ -483,22 +487,6 @@ def proxy_to(loops, port: int) -> tuple[tuple, Loop]:
     return addr, lp
 
 
-def one_shot_server(handler) -> int:
-    """A TCP server running handler(conn) for each connection in a thread of its own."""
-    srv = tcp_listener()
-
-    def serve() -> None:
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=handler, args=(c,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return srv.getsockname()[1]
-
-
 def relays(lp: Loop) -> list:
     return [h for h in set(lp.net.fds.values()) if isinstance(h, netserve.Relay)]
 
@@ -519,7 +507,7 @@ def test_tcp_relay_integrity_both_directions(loops, relay_mode):
             c.shutdown(socket.SHUT_WR)
             c.recv(1)
 
-    addr, lp = proxy_to(loops, one_shot_server(handler))
+    addr, lp = proxy_to(loops, tcp_server(handler))
     got: list[bytes] = []
     with socket.create_connection(addr, timeout=30) as c:
         reader = threading.Thread(target=lambda: got.append(recv_all(c)))
@@ -546,7 +534,7 @@ def test_tcp_relay_half_close_from_target(loops, relay_mode):
             c.shutdown(socket.SHUT_WR)
             heard.append(recv_all(c))
 
-    addr, lp = proxy_to(loops, one_shot_server(handler))
+    addr, lp = proxy_to(loops, tcp_server(handler))
     with socket.create_connection(addr, timeout=10) as c:
         assert recv_all(c) == b"banner" * 1000  # EOF passed on while the other way stays open
         c.sendall(tail)
@@ -567,7 +555,7 @@ def test_tcp_relay_backpressure(loops, relay_mode):
             go.wait(20)
             got.append(recv_all(c))
 
-    addr, lp = proxy_to(loops, one_shot_server(handler))
+    addr, lp = proxy_to(loops, tcp_server(handler))
     data = os.urandom(64 << 20)
     with socket.create_connection(addr, timeout=10) as c:
         c.setblocking(False)
@@ -608,7 +596,7 @@ def test_tcp_relay_does_not_leak_fds(loops, relay_mode):
             except OSError:
                 pass
 
-    addr, lp = proxy_to(loops, one_shot_server(echo))
+    addr, lp = proxy_to(loops, tcp_server(echo))
     with socket.create_connection(addr, timeout=5) as c:  # warm up: threads, lazily opened fds
         c.sendall(b"x")
         c.shutdown(socket.SHUT_WR)
