@@ -793,18 +793,18 @@ def get_archive(req: Request) -> None:
     import base64
     import tempfile
 
-    from kran.engine import volumes
+    from kran.engine import copy
 
     path = req.q("path") or ""
     if not path:
         raise InvalidArgument("path is required")
-    st = volumes.stat_path(req.engine, req.params["id"], path)
+    st = copy.stat_path(req.engine, req.params["id"], path)
     req.extra_headers.append(("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(st).encode()).decode()))
     if req.method == "HEAD":
         req.send_file(None, 0, "application/x-tar")
         return
     with tempfile.TemporaryFile() as tmp:
-        volumes.copy_from_container(req.engine, req.params["id"], path, "", out=tmp)
+        copy.copy_from_container(req.engine, req.params["id"], path, "", out=tmp)
         size = tmp.tell()
         tmp.seek(0)
         req.send_file(tmp, size, "application/x-tar")
@@ -813,10 +813,10 @@ def get_archive(req: Request) -> None:
 @route("PUT", "/containers/{id}/archive")
 def put_archive(req: Request) -> None:
     """Unpack the tar in the body into the directory PATH."""
-    from kran.engine import volumes
+    from kran.engine import copy
 
     path = req.q("path") or ""
     if not path:
         raise InvalidArgument("path is required")
-    volumes.copy_to_container(req.engine, req.params["id"], None, path, stream=req.body_file())
+    copy.copy_to_container(req.engine, req.params["id"], None, path, stream=req.body_file())
     req.send_empty(200)

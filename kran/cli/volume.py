@@ -209,7 +209,7 @@ def split_cp_arg(arg: str) -> tuple[str, str]:
 
 
 def cmd_cp(engine: Any, p: P) -> int:
-    from kran.engine import volumes
+    from kran.engine import copy
 
     src_c, src = split_cp_arg(p.args[0])
     dst_c, dst = split_cp_arg(p.args[1])
@@ -222,15 +222,15 @@ def cmd_cp(engine: Any, p: P) -> int:
             raise _usage("source can not be empty")
         if dst == "-":
             sys.stdout.flush()
-            volumes.copy_from_container(engine, src_c, src, "", follow=p.follow_link, out=sys.stdout.buffer)
+            copy.copy_from_container(engine, src_c, src, "", follow=p.follow_link, out=sys.stdout.buffer)
             sys.stdout.buffer.flush()
             return 0
-        volumes.copy_from_container(engine, src_c, src, dst, follow=p.follow_link, archive=p.archive)
+        copy.copy_from_container(engine, src_c, src, dst, follow=p.follow_link, archive=p.archive)
         return 0
     if not dst:
         raise _usage("destination can not be empty")
     if src == "-":
-        volumes.copy_to_container(engine, dst_c, None, dst, stream=sys.stdin.buffer)
+        copy.copy_to_container(engine, dst_c, None, dst, stream=sys.stdin.buffer)
         return 0
-    volumes.copy_to_container(engine, dst_c, src, dst, follow=p.follow_link, archive=p.archive)
+    copy.copy_to_container(engine, dst_c, src, dst, follow=p.follow_link, archive=p.archive)
     return 0

@@ -265,7 +265,7 @@ def test_run_flags_parse_like_docker():
 
 
 def test_cp_destination_rules():
-    from kran.engine.volumes import plan_dest
+    from kran.engine.copy import plan_dest
     from kran.errors import KranError
 
     assert plan_dest("file", "f", False, "/d", "dir", True) == ("/d", "f", False)
