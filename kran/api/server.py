@@ -347,6 +347,8 @@ def _load_handlers() -> None:
     import kran.api.containers  # noqa: F401
     import kran.api.images  # noqa: F401
     import kran.api.objects  # noqa: F401
+    import kran.api.streams  # noqa: F401
+    import kran.api.swarm  # noqa: F401
     import kran.api.system  # noqa: F401
 
 
