@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kran.api.server import Request, route
+from kran.api.http import Request, route
 from kran.errors import Conflict, InvalidArgument, NotFound
 
 # -- shared helpers ---------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def _get(req: Request) -> Any:
 
 @route("GET", "/containers/json")
 def list_containers(req: Request) -> None:
-    from kran.api.images import filter_args
+    from kran.api.http import filter_args
     from kran.engine import containers, networks
     from kran.engine.spec import process_args
 
@@ -363,7 +363,7 @@ def prune_containers(req: Request) -> None:
 
 @route("GET", "/containers/{id}/export")
 def export_container(req: Request) -> None:
-    from kran.api.images import stream_from_worker
+    from kran.api.worker import stream_from_worker
     from kran.engine.container_ops import export
 
     cid = _get(req).id

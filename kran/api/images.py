@@ -1,117 +1,23 @@
 """Image endpoints: list, inspect, history, tag, remove, pull/import, load, save, push, prune,
 commit, build, and ``/system/df``.
 
-Long operations (pull, push, save, build) run in a worker thread with an engine of their own (a
-database connection belongs to its thread) and hand their output to the handler through a bounded
-queue: a failure before the first byte becomes docker's JSON error with its HTTP status, a later
-one an ``{"errorDetail": ...}`` line inside the 200 stream (docker's jsonmessage protocol).
+Long operations (pull, push, save, build) run through :func:`kran.api.worker.stream_from_worker`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from kran.api.server import Request, filter_args, route
+from kran.api.http import Request, filter_args, route
+from kran.api.worker import _line, stream_from_worker
 from kran.errors import InvalidArgument, KranError
 
 # -- shared helpers ---------------------------------------------------------------------------------
 
 
-def _line(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj) + "\r\n").encode()
-
-
-def error_line(e: BaseException) -> bytes:
-    msg = str(e) if isinstance(e, KranError) else f"{type(e).__name__}: {e}"
-    return _line({"errorDetail": {"message": msg}, "error": msg})
-
-
-_DONE = object()
-
-
-class _Cancelled(Exception):
-    pass
-
-
-def stream_from_worker(req: Request, work: Callable[[Any, Callable[[bytes], None]], None], *,
-                       content_type: str = "application/json",
-                       on_error: Callable[[BaseException], bytes | None] = error_line) -> None:
-    """Run ``work(engine, emit)`` in a thread; answer with what it emits, as a chunked stream.
-
-    An exception raised before anything was emitted is re-raised here (the server maps it to
-    docker's JSON error and status); after that, ``on_error`` gives the stream's last chunk.
-    """
-    from kran.engine import Engine
-
-    q: queue.Queue[Any] = queue.Queue(maxsize=64)
-    cancelled = threading.Event()
-    root = req.engine.root
-
-    def put(item: Any) -> None:
-        while True:
-            if cancelled.is_set():
-                raise _Cancelled
-            try:
-                q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def run() -> None:
-        try:
-            work(Engine(root), lambda b: put(b) if b else None)
-        except _Cancelled:
-            return
-        except BaseException as e:  # noqa: BLE001 - handed to the handler thread
-            try:
-                put(e)
-            except _Cancelled:
-                return
-            return
-        try:
-            put(_DONE)
-        except _Cancelled:
-            pass
-
-    t = threading.Thread(target=run, name="api-stream", daemon=True)
-    t.start()
-    first = q.get()
-    if isinstance(first, BaseException):
-        t.join()
-        raise first
-    if first is _DONE:
-        req.send_stream(iter(()), content_type)
-        return
-
-    def chunks() -> Iterator[bytes]:
-        item = first
-        while True:
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                last = on_error(item)
-                if last:
-                    yield last
-                else:
-                    req._h.close_connection = True
-                return
-            yield item
-            item = q.get()
-
-    try:
-        req.send_stream(chunks(), content_type)
-    finally:
-        cancelled.set()
-        while t.is_alive():  # let a blocked worker see the cancel
-            try:
-                q.get(timeout=0.2)
-            except queue.Empty:
-                pass
 
 
 def _progress_emitter(emit: Callable[[bytes], None]) -> Callable[[Any], None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kran.api.server import Request, filter_args, route
+from kran.api.http import Request, filter_args, route
 from kran.errors import InvalidArgument
 
 # -- networks ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kran.api.containers import _ATTACH, MUX, RAW, _get, mux
-from kran.api.server import Request, route
+from kran.api.http import Request, route
 from kran.errors import Conflict, InvalidArgument, KranError, NotFound
 
 # -- attach -----------------------------------------------------------------------------------------

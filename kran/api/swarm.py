@@ -7,7 +7,7 @@ whereas a 404 reads as a broken daemon.
 
 from __future__ import annotations
 
-from kran.api.server import Request, route
+from kran.api.http import Request, route
 from kran.errors import Unavailable
 
 _NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '

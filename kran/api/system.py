@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from kran.api.server import API_VERSION, MIN_API_VERSION, Request, route
+from kran.api.http import API_VERSION, MIN_API_VERSION, Request, route
 
 
 @route("GET", "/_ping")
@@ -110,7 +110,7 @@ def events(req: Request) -> None:
     import json
     import time
 
-    from kran.api.server import filter_args
+    from kran.api.http import filter_args
     from kran.engine.events import matches, read
 
     def ts(name: str) -> float | None:
