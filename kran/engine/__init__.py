@@ -44,7 +44,7 @@ class Engine:
             return []
         if not self.store.db.execute("SELECT 1 FROM containers WHERE image_id=? LIMIT 1", (image_id,)).fetchone():
             return []
-        from kran.engine.containers import containers_using_image
+        from kran.engine.record import containers_using_image
 
         return containers_using_image(self, image_id)
 

@@ -26,7 +26,7 @@ from kran.storage.db import transaction
 
 if TYPE_CHECKING:
     from kran.engine import Engine
-    from kran.engine.containers import Container
+    from kran.engine.record import Container
 
 BUILTIN = ("bridge", "host", "none")
 DEFAULT_BRIDGE = "kran0"
@@ -149,7 +149,7 @@ def _apply_rules(engine: Engine) -> None:
 def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str | None = None, gateway: str | None = None,
            ip_range: str | None = None, internal: bool = False, labels: dict[str, str] | None = None,
            options: dict[str, str] | None = None, attachable: bool = False) -> str:
-    from kran.engine.containers import NAME_RE
+    from kran.engine.record import NAME_RE
     from kran.network import ipam
 
     if driver != "bridge":
@@ -330,7 +330,7 @@ def plan(engine: Engine, host_config: dict[str, Any], networking_config: dict[st
     if mode in ("host", "none"):
         return []
     if mode.startswith("container:"):
-        from kran.engine.containers import get
+        from kran.engine.record import get
 
         get(engine, mode.split(":", 1)[1])
         return []
@@ -585,7 +585,7 @@ def refresh_dns(engine: Engine, network_ids: list[str]) -> None:
         return
     import fcntl
 
-    from kran.engine.containers import run_dir
+    from kran.engine.record import run_dir
 
     os.makedirs(run_dir(engine), 0o700, exist_ok=True)
     lock = os.open(os.path.join(run_dir(engine), "dns.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -660,7 +660,7 @@ def teardown(engine: Engine, cid: str, network_id: str | None = None, *, links: 
 
 def reconcile(engine: Engine, skip: str = "") -> None:
     """Release what containers that do not run still hold (a killed monitor, a reboot, a crash)."""
-    from kran.engine.containers import ContainerNotFound, _being_started, get
+    from kran.engine.record import ContainerNotFound, _being_started, get
 
     db = engine.store.db
     cids = [r[0] for r in db.execute(
@@ -681,7 +681,7 @@ def reconcile(engine: Engine, skip: str = "") -> None:
 
 def connect(engine: Engine, net_ref: str, container_ref: str, *, aliases: tuple[str, ...] | list[str] = (),
             ipv4: str | None = None) -> None:
-    from kran.engine.containers import get, netns_path
+    from kran.engine.record import get, netns_path
 
     n = resolve(engine, net_ref)
     c = get(engine, container_ref)
@@ -714,7 +714,7 @@ def connect(engine: Engine, net_ref: str, container_ref: str, *, aliases: tuple[
 
 
 def disconnect(engine: Engine, net_ref: str, container_ref: str, *, force: bool = False) -> None:
-    from kran.engine.containers import get
+    from kran.engine.record import get
 
     n = resolve(engine, net_ref)
     c = get(engine, container_ref)
@@ -762,7 +762,7 @@ def settings(engine: Engine, c: Container) -> dict[str, Any]:
     """docker's NetworkSettings for a container."""
     import ipaddress
 
-    from kran.engine.containers import netns_path
+    from kran.engine.record import netns_path
     from kran.network import ports as P
 
     db = engine.store.db

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import sqlite3
 
     from kran.engine import Engine
-    from kran.engine.containers import Container
+    from kran.engine.record import Container
 
 ANON_LABEL = "com.docker.volume.anonymous"
 
@@ -282,13 +282,13 @@ def plan_mounts(engine: Engine, cfg: dict[str, Any], h: dict[str, Any]) -> Mount
         return {"Type": "volume", "Name": name, "Source": "", "Destination": dest, "Driver": "local", "Mode": mode,
                 "RW": rw, "Propagation": "", "CopyData": not nocopy, "Anonymous": anonymous}
 
-    from kran.engine import containers
+    from kran.engine import record
 
     for spec in h.get("VolumesFrom") or []:
         ref, _, mode = spec.partition(":")
         if mode not in ("", "ro", "rw"):
             raise InvalidArgument(f"invalid mode: {mode}")
-        other = containers.get(engine, ref)
+        other = record.get(engine, ref)
         for mp in other.host_config.get("_MountPoints") or []:
             m = dict(mp, CopyData=False, Anonymous=False)
             if mode:
