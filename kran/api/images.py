@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kran.api.http import Request, filter_args, route
-from kran.api.worker import _line, stream_from_worker
+from kran.api.worker import _line, error_line, stream_from_worker
 from kran.errors import InvalidArgument, KranError
 
 # -- shared helpers ---------------------------------------------------------------------------------
@@ -369,18 +369,43 @@ def _json_map(req: Request, name: str) -> dict[str, Any]:
     return v
 
 
+def _build_error(e: BaseException) -> bytes | None:
+    """The stream's last message: docker's ``errorDetail`` carries a failed RUN's exit code."""
+    from kran.build.builder import BuildFailed
+
+    if isinstance(e, BuildFailed):
+        return _line({"errorDetail": {"code": e.command_code, "message": str(e)}, "error": str(e)})
+    return error_line(e)
+
+
+def _json_list(req: Request, name: str) -> list[str]:
+    """A JSON array of strings (``cachefrom``: both docker's CLI and docker-py send JSON)."""
+    v = req.qjson(name, [])
+    if not isinstance(v, list) or not all(isinstance(i, str) for i in v):
+        raise InvalidArgument(f"invalid {name} parameter: expected a JSON array of strings")
+    return v
+
+
+def _comma_list(req: Request, name: str) -> list[str]:
+    """``extrahosts``: comma-joined by docker's CLI, repeated by docker-py."""
+    return [x for v in req.query.get(name, []) for x in v.split(",") if x]
+
+
 @route("POST", "/build")
 def build_image(req: Request) -> None:
     import shutil
 
     from kran.build.builder import BuildOptions
+    from kran.build.context import drop_control_files
     from kran.engine.build import build, context_from_tar
 
     if req.q("remote"):
         raise InvalidArgument("remote build contexts (URLs, git) are not supported by kran yet")
     ctx = context_from_tar(req.engine, req.body_file())
     try:
-        text = _dockerfile_text(ctx, req.q("dockerfile") or "Dockerfile")
+        dockerfile = req.q("dockerfile") or "Dockerfile"
+        text = _dockerfile_text(ctx, dockerfile)
+        drop_control_files(ctx, dockerfile)
         net = req.q("networkmode") or ""
         opts = BuildOptions(
             context_dir=ctx, dockerfile=text, tags=[t for t in req.query.get("t", []) if t],
@@ -388,6 +413,8 @@ def build_image(req: Request) -> None:
             target=req.q("target") or "", no_cache=req.qbool("nocache"), pull=req.qbool("pull"),
             labels={k: str(v) for k, v in _json_map(req, "labels").items()},
             network="host" if net in ("", "default") else net, platform=req.q("platform") or "",
+            extra_hosts=_comma_list(req, "extrahosts"), cache_from=_json_list(req, "cachefrom"),
+            apply_dockerignore=False,  # the client sent the context already filtered
         )
         quiet = req.qbool("q")
 
@@ -399,12 +426,14 @@ def build_image(req: Request) -> None:
             def raw(b: bytes) -> None:
                 out(b.decode(errors="replace"))
 
-            iid = build(engine, opts, out, raw)
-            emit(_line({"aux": {"ID": iid}}))
+            def built(iid: str) -> None:
+                emit(_line({"aux": {"ID": iid}}))
+
+            iid = build(engine, opts, out, raw, built)
             if quiet:
                 emit(_line({"stream": iid + "\n"}))
 
-        stream_from_worker(req, work)
+        stream_from_worker(req, work, on_error=_build_error)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
 

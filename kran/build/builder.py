@@ -39,6 +39,7 @@ from kran.build.context import (
     is_archive,
     resolve_chown,
 )
+from kran.build.dockerignore import Matcher
 from kran.build.shell import Lexer
 from kran.errors import InvalidArgument, KranError
 
@@ -50,10 +51,16 @@ BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_P
 
 
 class BuildFailed(KranError):
-    """A RUN step exited non-zero: docker's classic builder text, exit status 1."""
+    """A RUN step exited non-zero: docker's classic builder text, exit status 1.
+
+    ``command_code`` is the command's own exit status (the API's ``errorDetail.code``)."""
 
     exit_code = 1
     from_daemon = False
+
+    def __init__(self, message: str, command_code: int = 1) -> None:
+        super().__init__(message)
+        self.command_code = command_code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +80,9 @@ class Backend(Protocol):
         """The image config JSON object."""
 
     def image_exists(self, image_id: str) -> bool: ...
+
+    def find_image(self, name: str) -> str | None:
+        """The ID of a local image by name or ID, or None (never pulls)."""
 
     def new_image(self, base: str | None, layer_dir: str | None, *, config: dict[str, Any],
                   history: dict[str, Any]) -> str: ...
@@ -106,6 +116,13 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "host"
     platform: str = ""
+    extra_hosts: list[str] = field(default_factory=list)  # "name:ip", the build containers' /etc/hosts
+    #: images whose history the cache may reuse; when given, only steps leading to one of them
+    #: count as cached (docker's classic builder ``--cache-from``)
+    cache_from: list[str] = field(default_factory=list)
+    #: False when a client already filtered the context by its .dockerignore (the API): then,
+    #: like dockerd, only the .dockerignore file and the Dockerfile are dropped when it names them
+    apply_dockerignore: bool = True
 
 
 class Cache:
@@ -147,6 +164,16 @@ class Cache:
 
 def cache_key(parent: str | None, text: str, content: str = "") -> str:
     return hashlib.sha256(f"{parent or 'scratch'}\n{text}\n{content}".encode()).hexdigest()
+
+
+def _leads_to(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
+    """Whether image ``target`` was built on top of image ``cfg``: its layers and history start
+    with ``cfg``'s (docker's test for a ``--cache-from`` source: kran keeps no parent links)."""
+    def parts(c: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        return list((c.get("rootfs") or {}).get("diff_ids") or []), list(c.get("history") or [])
+
+    (d1, h1), (d2, h2) = parts(cfg), parts(target)
+    return d2[:len(d1)] == d1 and h2[:len(h1)] == h1
 
 
 def _goq(items: list[str]) -> str:
@@ -210,11 +237,14 @@ class _Stage:
 
 class Builder:
     def __init__(self, backend: Backend, cache: Cache, out: Callable[[str], None],
-                 raw_out: Callable[[bytes], None] | None = None) -> None:
+                 raw_out: Callable[[bytes], None] | None = None,
+                 on_built: Callable[[str], None] | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.out = out
         self.raw_out = raw_out or (lambda b: out(b.decode(errors="replace")))
+        # the API's ``aux`` message with the image ID comes before "Successfully built"
+        self.on_built = on_built
         self.created: list[str] = []  # images this build made (removed again if it fails)
 
     # -- the whole build --------------------------------------------------------------------
@@ -224,7 +254,11 @@ class Builder:
         lex = Lexer(d.escape)
         self.opts = opts
         self.lex = lex
-        self.context = Context(opts.context_dir)
+        self.context = Context(opts.context_dir, None if opts.apply_dockerignore else Matcher([]))
+        self.cache_sources: list[dict[str, Any]] | None = None
+        if opts.cache_from:
+            self.cache_sources = [self.backend.image_config(i) for i in
+                                  (self.backend.find_image(r) for r in opts.cache_from) if i]
         self.used_args: set[str] = set()
         global_env: dict[str, str] = {}
         for a in d.global_args:
@@ -266,6 +300,8 @@ class Builder:
         unused = sorted(k for k in opts.build_args if k not in self.used_args and k not in BUILTIN_ARGS)
         if unused:
             self.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        if self.on_built:
+            self.on_built(result)
         self.out(f"Successfully built {_short(result)}\n")
         for tag in opts.tags:
             self.backend.tag(result, tag)
@@ -426,6 +462,9 @@ class Builder:
         if self.opts.no_cache:
             return None
         iid = self.cache.get(key)
+        if iid and self.cache_sources is not None and not any(
+                _leads_to(self.backend.image_config(iid), src) for src in self.cache_sources):
+            iid = None
         if iid:
             self.out(" ---> Using cache\n")
             self.out(f" ---> {_short(iid)}\n")
@@ -519,7 +558,7 @@ class Builder:
             )
             if res.exit_code != 0 or res.image_id is None:
                 shown = _goq(argv) if ins.json else " ".join(argv)
-                raise BuildFailed(f"The command '{shown}' returned a non-zero code: {res.exit_code}")
+                raise BuildFailed(f"The command '{shown}' returned a non-zero code: {res.exit_code}", res.exit_code)
             self.out(f"Removing intermediate container {res.container_id[:12]}\n")
             iid = res.image_id
             self.created.append(iid)

@@ -37,6 +37,24 @@ class Context:
         return bool(rel) and rel != "." and self.matcher.excluded(rel)
 
 
+def drop_control_files(root: str, dockerfile: str) -> None:
+    """A context a client already filtered (the API): like dockerd, apply its ``.dockerignore``
+    only to the ``.dockerignore`` file itself and the Dockerfile -- re-applying it to the rest
+    would lose what the client's ``!`` exceptions kept."""
+    try:
+        with open(os.path.join(root, ".dockerignore")) as f:
+            m = Matcher.from_text(f.read())
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    for rel in (".dockerignore", dockerfile.lstrip("/")):
+        path = os.path.normpath(os.path.join(root, rel))
+        if path.startswith(root.rstrip(os.sep) + os.sep) and m.excluded(os.path.relpath(path, root)):
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+
+
 def _inside(root: str, rel: str) -> str:
     """``rel`` (from a Dockerfile) under ``root``, symlinks in its parents resolved within root."""
     parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]

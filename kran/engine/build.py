@@ -23,9 +23,11 @@ from kran.errors import ImageNotFound, KranError, NotFound
 
 
 class EngineBackend(Backend):
-    def __init__(self, engine: Engine, *, quiet_pull: bool = True, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, engine: Engine, *, quiet_pull: bool = True, progress: Callable[[str], None] | None = None,
+                 extra_hosts: list[str] | None = None) -> None:
         self.engine = engine
         self.progress = progress
+        self.extra_hosts = list(extra_hosts or [])
 
     def resolve_image(self, name: str, *, pull: bool, platform: str) -> str:
         from kran.engine.registry import pull_if_missing
@@ -49,6 +51,12 @@ class EngineBackend(Backend):
             return False
         return True
 
+    def find_image(self, name: str) -> str | None:
+        try:
+            return self.engine.images.resolve(name)
+        except (ImageNotFound, KranError):
+            return None
+
     def new_image(self, base: str | None, layer_dir: str | None, *, config: dict[str, Any],
                   history: dict[str, Any]) -> str:
         from kran.engine.commit import new_image
@@ -66,13 +74,17 @@ class EngineBackend(Backend):
             raise InvalidArgument("no such file or directory: a RUN in a stage FROM scratch has no shell")
         ccfg = {"Image": image_id, "Cmd": argv, "Entrypoint": [], "Env": env, "WorkingDir": workdir, "User": user,
                 "Labels": {"io.kran.build": "intermediate"}}
-        cid = containers.create(self.engine, config=ccfg, host_config={"NetworkMode": network or "host"})
+        hc: dict[str, Any] = {"NetworkMode": network or "host"}
+        if self.extra_hosts:
+            hc["ExtraHosts"] = self.extra_hosts
+        cid = containers.create(self.engine, config=ccfg, host_config=hc)
         try:
             on_start(cid)
             c = containers.start(self.engine, cid)
             log = os.path.join(c.dir, f"{cid}-json.log")
-            for _stream, data, _t in read_logs(log, follow=True, container_dir=c.dir):
-                output(data)
+            for stream, data, _t in read_logs(log, follow=True, container_dir=c.dir):
+                # docker's classic builder shows a RUN's stderr in red (ANSI SGR 91 ... 0)
+                output(b"\x1b[91m" + data + b"\x1b[0m" if stream == "stderr" else data)
             code = containers.wait_exit(self.engine, cid)
             code = int(code or 0)
             new_id = None
@@ -181,18 +193,19 @@ def context_from_tar(engine: Engine, src: IO[bytes]) -> str:
 
 
 def build(engine: Engine, opts: BuildOptions, out: Callable[[str], None],
-          raw_out: Callable[[bytes], None] | None = None) -> str:
-    """Build ``opts``; the image ID.  Progress goes to ``out`` (Docker's classic builder lines)."""
+          raw_out: Callable[[bytes], None] | None = None, on_built: Callable[[str], None] | None = None) -> str:
+    """Build ``opts``; the image ID.  Progress goes to ``out`` (Docker's classic builder lines);
+    ``on_built`` hears the image ID before the "Successfully built" line."""
     from dataclasses import replace
 
     from kran.image import reference as refs
 
     # tags are checked before any work, and shown as Docker does ("x" -> "x:latest")
     opts = replace(opts, tags=[refs.parse_normalized(t).tagged_or_latest().familiar() for t in opts.tags])
-    backend = EngineBackend(engine, progress=out)
+    backend = EngineBackend(engine, progress=out, extra_hosts=opts.extra_hosts)
     cache = Cache(os.path.join(engine.root, "build-cache.json"), backend.image_exists)
     sweep_workdirs(engine)
-    return Builder(backend, cache, out, raw_out).build(opts)
+    return Builder(backend, cache, out, raw_out, on_built).build(opts)
 
 
 __all__ = ["BuildOptions", "EngineBackend", "build", "context_from_tar", "intermediate_ids"]

@@ -450,7 +450,7 @@ def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:
     h = c.host_config
     if mode == "host" or mode.startswith("container:"):
         if mode == "host":
-            _copy_host_files(c)
+            _copy_host_files(c, list(h.get("ExtraHosts") or []))
         return out
     reconcile(engine, skip=c.id)
     rows = _endpoint_rows(engine, c.id)
@@ -492,13 +492,20 @@ def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:
     return out
 
 
-def _copy_host_files(c: Container) -> None:
+def _copy_host_files(c: Container, extra_hosts: list[str]) -> None:
+    """The host's hosts and resolv.conf (``--network host``), plus ``--add-host`` lines, as docker."""
+    from kran.network import files
+
     for src, dst in (("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf")):
         try:
             with open(src) as f:
-                _write(os.path.join(c.dir, dst), f.read())
+                text = f.read()
         except OSError:
-            pass
+            continue
+        if dst == "hosts" and extra_hosts:
+            added = files.hosts(extra_hosts, [])[len(files.HOSTS_HEADER):]
+            text = (text if text.endswith("\n") or not text else text + "\n") + added
+        _write(os.path.join(c.dir, dst), text)
 
 
 def _write(path: str, text: str) -> None:
