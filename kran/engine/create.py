@@ -1,0 +1,185 @@
+"""``docker create``: a container's record from an image config plus the request's Config and
+HostConfig, validated before anything is written; its directory, volumes and endpoints planned first
+and undone together if any step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from kran.engine.live import _event
+from kran.engine.record import NAME_RE
+from kran.errors import Conflict, InvalidArgument, NotFound
+from kran.image import reference as refs
+from kran.storage.db import transaction
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+
+
+def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -> dict[str, Any]:
+    ic = image_cfg.get("config") or {}
+    out = dict(config)
+    env = list(ic.get("Env") or [])
+    for e in config.get("Env") or []:
+        k = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != k]
+        env.append(e if "=" in e else e)
+    out["Env"] = env
+    if config.get("Entrypoint") is not None:
+        out["Entrypoint"] = config["Entrypoint"] or None
+        out["Cmd"] = config.get("Cmd") or None
+    else:
+        out["Entrypoint"] = ic.get("Entrypoint")
+        out["Cmd"] = config.get("Cmd") or ic.get("Cmd")
+    for k in ("WorkingDir", "User", "StopSignal"):
+        if not out.get(k) and ic.get(k):
+            out[k] = ic[k]
+    labels = dict(ic.get("Labels") or {})
+    labels.update(config.get("Labels") or {})
+    out["Labels"] = labels
+    exposed = dict(ic.get("ExposedPorts") or {})
+    exposed.update(config.get("ExposedPorts") or {})
+    if exposed:
+        out["ExposedPorts"] = exposed
+    vols = dict(ic.get("Volumes") or {})
+    vols.update(config.get("Volumes") or {})
+    if vols:
+        out["Volumes"] = vols
+    if not out.get("Hostname"):
+        out["Hostname"] = cid[:12]
+    for k in ("Domainname", "User", "WorkingDir"):
+        out.setdefault(k, "")
+    for k in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
+        out[k] = bool(out.get(k))
+    return out
+
+
+def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None,
+           networking_config: dict[str, Any] | None = None) -> str:
+    """Create a container (docker's ContainerCreate): returns its ID."""
+    image = config.get("Image") or ""
+    if not image:
+        raise InvalidArgument("No image specified")
+    ist = engine.images
+    try:
+        image_id = ist.resolve(image)
+    except NotFound:
+        r = refs.parse_normalized(image)
+        raise NotFound(f"No such image: {r.tagged_or_latest().familiar()}") from None
+    rec = ist.get(image_id)
+    cid = os.urandom(32).hex()
+    cfg = _merge_config(json.loads(rec.config), config, cid)
+    if not (cfg.get("Entrypoint") or cfg.get("Cmd")):
+        raise InvalidArgument("No command specified")
+    h = dict(host_config)
+    _validate_host_config(h)
+    if name is not None:
+        if not NAME_RE.match(name):
+            raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = name.lstrip("/")
+    d = os.path.join(engine.root, "containers", cid)
+    store = engine.store
+    from kran.engine import volumes
+
+    plan = volumes.plan_mounts(engine, cfg, h)
+    from kran.engine import networks
+
+    net_plan = networks.plan(engine, h, networking_config)
+    if plan.mountpoints:
+        h["_MountPoints"] = plan.mountpoints
+    with store.writing():
+        os.makedirs(d, 0o710)
+        try:
+            volumes.prepare(engine, plan)
+            for sub in ("upper", "work", "merged"):
+                os.mkdir(os.path.join(d, sub), 0o755)
+            with open(os.path.join(d, "hostname"), "w") as f:
+                f.write(cfg["Hostname"] + "\n")
+            with open(os.path.join(d, "hosts"), "w") as f:
+                f.write("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                        "ff02::2\tip6-allrouters\n")
+            with open(os.path.join(d, "resolv.conf"), "w") as f:
+                f.write(_resolv_conf())
+            for attempt in range(20):
+                n = name or _random_name(attempt)
+                try:
+                    with transaction(store.db):
+                        row = store.db.execute("SELECT id FROM containers WHERE name=?", (n,)).fetchone()
+                        if row:
+                            raise Conflict(
+                                f'Conflict. The container name "/{n}" is already in use by container "{row[0]}". '
+                                "You have to remove (or rename) that container to be able to reuse that name."
+                            )
+                        store.db.execute(
+                            "INSERT INTO containers(id, name, image_id, image_name, created, config, host_config)"
+                            " VALUES (?,?,?,?,?,?,?)",
+                            (cid, n, image_id, image, time.time(), json.dumps(cfg), json.dumps(h)),
+                        )
+                        volumes.record(store.db, cid, plan)  # with the row: usage survives a crash
+                        networks.record(store.db, cid, net_plan)
+                    break
+                except Conflict:
+                    if name:
+                        raise
+            _event(engine, "create", cid)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            volumes.undo(engine, plan)
+            raise
+    return cid
+
+
+def _random_name(attempt: int) -> str:
+    from kran.engine.names import random_name
+
+    return random_name(attempt)
+
+
+def _resolv_conf() -> str:
+    """The host's resolv.conf without loopback resolvers (docker's rule); Google's DNS if none is left."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    out, servers = [], 0
+    for line in lines:
+        w = line.split()
+        if w and w[0] == "nameserver" and len(w) > 1:
+            if w[1].startswith("127.") or w[1] == "::1":
+                continue
+            servers += 1
+        out.append(line)
+    if not servers:
+        out += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(out) + "\n"
+
+
+def _validate_host_config(h: dict[str, Any]) -> None:
+    rp = h.get("RestartPolicy") or {}
+    if rp.get("Name") and rp["Name"] not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{rp['Name']}'")
+    if h.get("AutoRemove") and rp.get("Name") not in (None, "", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+    if h.get("Memory") and 0 < int(h["Memory"]) < 6 * 1024 * 1024:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if h.get("MemorySwap") and int(h["MemorySwap"]) > 0 and h.get("Memory") and int(h["MemorySwap"]) < int(h["Memory"]):
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if h.get("MemorySwap") and not h.get("Memory") and int(h["MemorySwap"]) > 0:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if h.get("NanoCpus"):
+        n = int(h["NanoCpus"])
+        ncpu = os.cpu_count() or 1
+        if n < 0 or n > ncpu * 1_000_000_000:
+            raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+    if h.get("StopSignal"):
+        from kran.engine.spec import parse_signal
+
+        parse_signal(h["StopSignal"])
+

@@ -1,0 +1,163 @@
+"""What ``inspect`` and ``ps`` show of containers: docker's ContainerJSON, the list filters, sizes."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from kran.engine.live import get
+from kran.engine.record import Container, exit_code_of
+from kran.errors import InvalidArgument, KranError
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+
+
+def filter_containers(engine: Engine, cs: list[Container], filters: list[str]) -> list[Container]:
+    """docker's container filters (``kran ps --filter`` and the API's list): status, name, id,
+    label, network, publish, expose, exited, ancestor, before, since; every filter must match."""
+    import re
+
+    from kran.engine import label_match, networks
+
+    for f in filters:
+        k, _, v = f.partition("=")
+        if k == "status":
+            if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidArgument(f"invalid filter 'status={v}'")
+            cs = [c for c in cs if c.status == v]
+        elif k == "name":
+            cs = [c for c in cs if re.search(v.lstrip("/"), c.name)]
+        elif k == "id":
+            cs = [c for c in cs if c.id.startswith(v)]
+        elif k == "label":
+            cs = [c for c in cs if label_match(c.config.get("Labels") or {}, v)]
+        elif k == "network":
+            nets = networks.networks_of(engine)
+            names = {n.name for n in networks.all_networks(engine) if n.name == v or n.id.startswith(v)}
+            cs = [c for c in cs if names & set(nets.get(c.id, []))]
+        elif k in ("publish", "expose"):
+            port, _, proto = v.partition("/")
+            key = "PublicPort" if k == "publish" else "PrivatePort"
+            hits = {cid for cid, ps in networks.published_ports(engine).items()
+                    for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
+            cs = [c for c in cs if c.id in hits]
+        elif k == "exited":
+            cs = [c for c in cs if c.status == "exited" and str(exit_code_of(c)) == v]
+        elif k == "ancestor":
+            try:
+                iid = engine.images.resolve(v)
+            except KranError:
+                iid = None
+            cs = [c for c in cs if c.image_id == iid or c.image_name == v]
+        elif k in ("before", "since"):
+            ref = get(engine, v)
+            cs = [c for c in cs if (c.created < ref.created if k == "before" else c.created > ref.created)]
+        else:
+            raise InvalidArgument(f"invalid filter '{k}'")
+    return cs
+
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def size_rw(c: Container) -> int:
+    return _du(os.path.join(c.dir, "upper"))
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
+    from kran.engine.volumes import mounts_json
+
+    return mounts_json(engine, c)
+
+
+def _network_settings(engine: Engine, c: Container) -> dict[str, Any]:
+    from kran.engine.networks import settings
+
+    return settings(engine, c)
+
+
+def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
+    """Docker's ContainerJSON for one container."""
+    from kran.engine.spec import process_args
+    from kran.engine.timefmt import rfc3339
+
+    c = get(engine, ref)
+    st = c.state or {}
+    status = c.status
+    args = process_args(c.config)
+    layers = [engine.store.layers.path(ch) for ch, *_ in engine.images.layers(c.image_id)]
+    h = dict(c.host_config)
+    for k in [k for k in h if k.startswith("_")]:
+        del h[k]
+    h.setdefault("Binds", None)
+    h.setdefault("PortBindings", {})
+    h.setdefault("Devices", [])
+    # what docker always fills in (docker-py reads LogConfig.Type)
+    if not (h.get("LogConfig") or {}).get("Type"):
+        h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
+    h.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    h.setdefault("NetworkMode", "default")
+    exit_code = st.get("exit_code")
+    out: dict[str, Any] = {
+        "Id": c.id,
+        "Created": rfc3339(c.created),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": status,
+            "Running": status in ("running", "paused", "restarting") and status != "restarting",
+            "Paused": status == "paused",
+            "Restarting": status == "restarting",
+            "OOMKilled": bool(st.get("oom_killed")),
+            "Dead": status == "dead",
+            "Pid": int(st.get("pid") or 0) if c.running else 0,
+            "ExitCode": int(exit_code if exit_code is not None else c.exit_code or 0),
+            "Error": st.get("error") or c.error or "",
+            "StartedAt": st.get("started_at") or c.started_at or ZERO_TIME,
+            "FinishedAt": st.get("finished_at") or c.finished_at or ZERO_TIME,
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": os.path.join(c.dir, "resolv.conf"),
+        "HostnamePath": os.path.join(c.dir, "hostname"),
+        "HostsPath": os.path.join(c.dir, "hosts"),
+        "LogPath": os.path.join(c.dir, f"{c.id}-json.log"),
+        "Name": "/" + c.name,
+        "RestartCount": int(st.get("restart_count") or 0),
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": h,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": ":".join(reversed(layers)),
+                "MergedDir": os.path.join(c.dir, "merged"),
+                "UpperDir": os.path.join(c.dir, "upper"),
+                "WorkDir": os.path.join(c.dir, "work"),
+            },
+            "Name": "overlay2",
+        },
+        "Mounts": mounts_json(engine, c),
+        "Config": c.config,
+        "NetworkSettings": _network_settings(engine, c),
+    }
+    if size:
+        rw = size_rw(c)
+        out["SizeRw"] = rw
+        out["SizeRootFs"] = rw + engine.images.get(c.image_id).size
+    return out

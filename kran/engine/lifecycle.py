@@ -1,0 +1,129 @@
+"""Signals to a running container: kill, stop (signal, grace period, SIGKILL), pause and unpause,
+and waiting for its exit.  The monitor records the exit; these only ask the runtime and watch
+state.json.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from kran.engine.live import _event, _runtime, get
+from kran.engine.record import Container, ContainerNotFound, _pid_alive
+from kran.errors import Conflict, InvalidArgument, KranError
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+
+
+def kill(engine: Engine, ref: str, sig: str = "KILL") -> Container:
+    from kran.engine.spec import parse_signal
+
+    c = get(engine, ref)
+    try:
+        n = parse_signal(sig)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from e
+    if not c.running:
+        raise Conflict(f"Cannot kill container: {ref}: container {c.id} is not running")
+    if n in (9, 15) or True:
+        _request_stop(c)
+    pid = (c.state or {}).get("pid")
+    if c.status == "paused" and n == 9:
+        _runtime(engine, c, "resume", c.id, check=False)
+    try:
+        _runtime(engine, c, "kill", c.id, str(n))
+    except KranError:
+        if pid and _pid_alive(pid):
+            os.kill(pid, n)
+    _event(engine, "kill", c.id, signal=str(n))
+    return c
+
+
+def _request_stop(c: Container) -> None:
+    with open(os.path.join(c.dir, "stop-requested"), "w"):
+        pass
+
+
+def wait_exit(engine: Engine, ref: str, timeout: float | None = None) -> int | None:
+    """Block until the container is not running; its exit code, or None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    c = get(engine, ref)
+    delay = 0.005
+    while True:
+        try:
+            c = get(engine, c.id)
+        except ContainerNotFound:  # removed meanwhile (--rm): it has exited
+            st = c.state or {}
+            return int(st.get("exit_code") or 0) if st.get("status") == "exited" else 0
+        if not c.running:
+            return int((c.state or {}).get("exit_code") or 0) if c.state else c.exit_code
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    c = _stop(engine, ref, timeout, sig)
+    _event(engine, "stop", c.id)
+    return c
+
+
+def _stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
+    from kran.engine.spec import parse_signal
+
+    c = get(engine, ref)
+    if not c.running:
+        return c
+    _request_stop(c)
+    stop_sig = sig or c.config.get("StopSignal") or "SIGTERM"
+    try:
+        n = parse_signal(stop_sig)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from e
+    if timeout is None:
+        timeout = c.host_config.get("StopTimeout") or c.config.get("StopTimeout")
+        timeout = 10 if timeout is None else int(timeout)
+    if c.status == "paused":
+        _runtime(engine, c, "resume", c.id, check=False)
+        _clear_paused(c)
+    if timeout != 0:
+        _runtime(engine, c, "kill", c.id, str(n), check=False)
+        if wait_exit(engine, c.id, None if timeout < 0 else timeout) is not None:
+            return c
+    _runtime(engine, c, "kill", c.id, "9", check=False)
+    if wait_exit(engine, c.id, 30) is None:
+        raise KranError(f"cannot stop container: {ref}: tried to kill container, but did not receive an exit event")
+    return c
+
+
+
+def _clear_paused(c: Container) -> None:
+    try:
+        os.unlink(os.path.join(c.dir, "paused"))
+    except FileNotFoundError:
+        pass
+
+
+def pause(engine: Engine, ref: str) -> None:
+    c = get(engine, ref)
+    if c.status == "paused":
+        raise Conflict(f"Container {c.id} is already paused")
+    if not c.running:
+        raise Conflict(f"Container {c.id} is not running")
+    _runtime(engine, c, "pause", c.id)
+    with open(os.path.join(c.dir, "paused"), "w"):
+        pass
+    _event(engine, "pause", c.id)
+
+
+def unpause(engine: Engine, ref: str) -> None:
+    c = get(engine, ref)
+    if c.status != "paused":
+        raise Conflict(f"Container {c.id} is not paused")
+    _runtime(engine, c, "resume", c.id)
+    _clear_paused(c)
+    _event(engine, "unpause", c.id)
+
