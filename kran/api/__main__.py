@@ -33,17 +33,26 @@ def main(argv: list[str]) -> int:
 
         root = default_root()
     path = uri[len("unix://"):]
+    # SIGTERM/SIGINT to this PID (the one `kran system service` had: it execs this module) stops
+    # the server.  Installed before the socket exists, so a signal during startup is not lost.
+    stop_asked = threading.Event()
+    srv = None
+
+    def stop(*_: object) -> None:
+        stop_asked.set()
+        if srv is not None:  # shutdown() waits for serve_forever: not from its own thread
+            threading.Thread(target=srv.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         srv = make_server(path, root, verbose=verbose)
     except (KranError, OSError) as e:
         sys.stderr.write(f"kran: {e}\n")
         return 125
-
-    def stop(*_: object) -> None:
-        threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if stop_asked.is_set():
+        srv.close()
+        return 0
     if seconds:
         t = threading.Timer(seconds, stop)
         t.daemon = True
@@ -53,13 +62,7 @@ def main(argv: list[str]) -> int:
     try:
         srv.serve_forever(poll_interval=0.5)
     finally:
-        srv.server_close()
-        try:
-            import os
-
-            os.unlink(path)
-        except OSError:
-            pass
+        srv.close()
     return 0
 
 

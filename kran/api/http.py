@@ -15,8 +15,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
-API_VERSION = "1.45"
-MIN_API_VERSION = "1.24"
+from kran import API_VERSION
+from kran import MIN_API_VERSION as MIN_API_VERSION  # (re-exported: the handlers' one import)
+
+# What the server reads and discards of a body its handler did not read, to keep the connection;
+# past this it answers with "Connection: close" and closes instead.
+DRAIN_LIMIT = 4 << 20
 
 Handler = Callable[["Request"], None]
 ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -55,7 +59,6 @@ def filter_args(raw: Any) -> list[str]:
     return out
 
 
-
 def _invalid(msg: str) -> Exception:
     from kran.errors import InvalidArgument
 
@@ -77,6 +80,17 @@ class Request:
         self.headers = h.headers
         self.answered = False
         self.extra_headers: list[tuple[str, str]] = []  # sent with the answer
+        # The body's framing: what is left of a Content-Length body, or of the current chunk of a
+        # chunked one.  Tracked so that whatever a handler leaves unread can be drained before
+        # the answer (else its bytes would be parsed as the next request on a kept-alive connection).
+        self._chunked = (self.headers.get("Transfer-Encoding") or "").lower() == "chunked"
+        self._left = 0
+        if not self._chunked:
+            try:
+                self._left = max(0, int(self.headers.get("Content-Length") or 0))
+            except ValueError:
+                self._left, h.close_connection = 0, True  # unframed: the connection cannot be reused
+        self._body_done = not self._chunked and self._left == 0
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -129,31 +143,46 @@ class Request:
 
     def body_chunks(self, size: int = 1 << 16) -> Iterable[bytes]:
         """The body as it arrives (Content-Length or chunked transfer encoding)."""
+        while b := self._read_some(size):
+            yield b
+
+    def _read_some(self, size: int) -> bytes:
+        """At most ``size`` bytes of the body; b"" at its end."""
+        if self._body_done:
+            return b""
         rfile = self._h.rfile
-        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
-            while True:
-                line = rfile.readline(65537)
+        if self._chunked and self._left == 0:
+            line = rfile.readline(65537)
+            try:
                 n = int(line.split(b";")[0].strip() or b"0", 16)
-                if n == 0:
-                    while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                left = n
-                while left:
-                    b = rfile.read(min(left, size))
-                    if not b:
-                        return
-                    left -= len(b)
-                    yield b
-                rfile.readline(3)
-        else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left > 0:
-                b = rfile.read(min(left, size))
-                if not b:
-                    return
-                left -= len(b)
-                yield b
+            except ValueError:
+                n, self._h.close_connection = 0, True  # malformed framing: don't read on
+            if n <= 0:
+                while line and rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                self._body_done = True
+                return b""
+            self._left = n
+        b = rfile.read(min(self._left, size))
+        if not b:  # the client hung up mid-body
+            self._body_done, self._h.close_connection = True, True
+            return b""
+        self._left -= len(b)
+        if self._left == 0:
+            if self._chunked:
+                rfile.readline(3)  # the CRLF after a chunk
+            else:
+                self._body_done = True
+        return b
+
+    def drain(self, limit: int = DRAIN_LIMIT) -> bool:
+        """Read and discard what is left of the body, up to ``limit`` bytes; False if more is left
+        (then the connection must be closed: its next bytes are not a request)."""
+        while not self._body_done:
+            if limit <= 0:
+                return False
+            limit -= len(self._read_some(min(limit, 1 << 16)))
+        return True
 
     def body_file(self) -> Any:
         """The body as a readable file object (for tar uploads)."""
@@ -220,7 +249,11 @@ class Request:
 
     def _start(self, status: int, content_type: str | None, length: int | None, chunked: bool = False) -> None:
         h = self._h
-        h.send_response(status)
+        if not self.drain():
+            h.close_connection = True
+            h.linger = True  # read on a little after answering, so the client sees the answer
+        h.send_response_only(status)
+        h.send_header("Date", h.date_time_string())
         h.send_header("Api-Version", API_VERSION)
         h.send_header("Docker-Experimental", "false")
         h.send_header("Ostype", "linux")
@@ -233,6 +266,8 @@ class Request:
             h.send_header("Transfer-Encoding", "chunked")
         elif length is not None:
             h.send_header("Content-Length", str(length))
+        if h.close_connection:  # a server that will close says so (RFC 9112 §9.6)
+            h.send_header("Connection", "close")
         h.end_headers()
         self.answered = True
 

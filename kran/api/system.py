@@ -10,16 +10,9 @@ from kran.api.http import API_VERSION, MIN_API_VERSION, Request, route
 
 @route("GET", "/_ping")
 def ping(req: Request) -> None:
-    req._h.send_response(200)
-    for k, v in (("Api-Version", API_VERSION), ("Builder-Version", "1"), ("Docker-Experimental", "false"),
-                 ("Ostype", "linux"), ("Server", "kran"), ("Content-Type", "text/plain; charset=utf-8"),
-                 ("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache")):
-        req._h.send_header(k, v)
-    body = b"" if req.method == "HEAD" else b"OK"
-    req._h.send_header("Content-Length", str(len(body)))
-    req._h.end_headers()
-    req._h.wfile.write(body)
-    req.answered = True
+    req.extra_headers += [("Builder-Version", "1"), ("Cache-Control", "no-cache, no-store, must-revalidate"),
+                          ("Pragma", "no-cache")]
+    req.send_text("OK")
 
 
 def _version() -> dict:
@@ -80,7 +73,8 @@ def info(req: Request) -> None:
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": os.uname().nodename, "Labels": [],
         "ExperimentalBuild": False, "ServerVersion": _version()["Version"],
         "Runtimes": {"kran": {"path": "kran-runtime"}, "runc": {"path": "runc"}}, "DefaultRuntime": "kran",
-        "Swarm": {"LocalNodeState": "inactive"}, "LiveRestoreEnabled": True, "Isolation": "",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "",
         "InitBinary": "tini-static", "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
     })
 
@@ -133,15 +127,12 @@ def events(req: Request) -> None:
     conn = req._h.connection
 
     def gone() -> bool:  # the client hung up (readable with nothing to read)
-        import select
+        import socket
 
-        r, _, _ = select.select([conn], [], [], 0)
-        if not r:
-            return False
         try:
-            import socket
-
-            return conn.recv(1, socket.MSG_PEEK) == b""
+            return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # nothing to read: still there
         except OSError:
             return True
 

@@ -1,7 +1,8 @@
 """Long operations streamed from a worker thread (pull, push, save, build, export).
 
-The worker runs with an engine of its own (a database connection belongs to its thread) and hands
-its output to the handler through a bounded queue: a failure before the first byte becomes docker's
+The worker runs with the request's engine: the handler thread only relays what the worker emits
+and does not touch the engine until the worker has ended (the engine has one user at a time, and no
+second engine is opened per stream).  It hands its output to the handler through a bounded queue: a failure before the first byte becomes docker's
 JSON error with its HTTP status, a later one an ``{"errorDetail": ...}`` line inside the 200 stream
 (docker's jsonmessage protocol).  A client that hangs up cancels the worker at its next write.
 """
@@ -42,11 +43,9 @@ def stream_from_worker(req: Request, work: Callable[[Any, Callable[[bytes], None
     An exception raised before anything was emitted is re-raised here (the server maps it to
     docker's JSON error and status); after that, ``on_error`` gives the stream's last chunk.
     """
-    from kran.engine import Engine
-
     q: queue.Queue[Any] = queue.Queue(maxsize=64)
     cancelled = threading.Event()
-    root = req.engine.root
+    engine = req.engine
 
     def put(item: Any) -> None:
         while True:
@@ -60,7 +59,7 @@ def stream_from_worker(req: Request, work: Callable[[Any, Callable[[bytes], None
 
     def run() -> None:
         try:
-            work(Engine(root), lambda b: put(b) if b else None)
+            work(engine, lambda b: put(b) if b else None)
         except _Cancelled:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the handler thread
@@ -81,6 +80,7 @@ def stream_from_worker(req: Request, work: Callable[[Any, Callable[[bytes], None
         t.join()
         raise first
     if first is _DONE:
+        t.join()
         req.send_stream(iter(()), content_type)
         return
 

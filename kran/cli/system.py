@@ -128,10 +128,10 @@ def cmd_prune(engine: Any, p: P) -> int:
 def cmd_version(engine: Any, p: P) -> int:
     import platform
 
-    from kran import __version__
+    from kran import API_VERSION, __version__
 
     info = {
-        "Client": {"Version": __version__, "ApiVersion": "1.41", "GoVersion": "python" + platform.python_version(),
+        "Client": {"Version": __version__, "ApiVersion": API_VERSION, "GoVersion": "python" + platform.python_version(),
                    "Os": "linux", "Arch": platform.machine()},
     }
     if p.format:

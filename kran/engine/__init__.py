@@ -21,10 +21,36 @@ def default_root() -> str:
 
 
 class Engine:
-    """One state root and the stores inside it.  Cheap to create: everything opens lazily."""
+    """One state root and the stores inside it.  Cheap to create: everything opens lazily.
+
+    Used by one thread at a time (its database connection and its lock file are not shared between
+    threads).  A short-lived CLI may leave it to the process exit; a long-lived one (the API server)
+    closes it, or uses it as a context manager.
+    """
 
     def __init__(self, root: str | None = None) -> None:
         self.root = os.path.abspath(root or default_root())
+
+    def close(self) -> None:
+        """Release what the engine opened (database connection, lock file); it reopens them lazily
+        if used again."""
+        self.__dict__.pop("images", None)
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()
+
+    def reusable(self) -> bool:
+        """False if a database transaction was left open (a pool then closes the engine rather
+        than lend it again)."""
+        store = self.__dict__.get("store")
+        db = store.__dict__.get("db") if store is not None else None
+        return db is None or not db.in_transaction
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @cached_property
     def store(self) -> Store:

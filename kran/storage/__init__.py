@@ -49,6 +49,17 @@ class Store:
         os.makedirs(self.tmp, 0o700, exist_ok=True)
         return LayerStore(self.root, self.tmp, self.db, sync=os.environ.get("KRAN_NOSYNC") != "1")
 
+    def close(self) -> None:
+        """Close the database connection and the lock file, if they were opened (a long-lived
+        process such as the API server must not leave one of each behind per use)."""
+        db = self.__dict__.pop("db", None)
+        self.__dict__.pop("layers", None)  # holds the same connection
+        if db is not None:
+            db.close()
+        if self._lock_fd is not None and self._lock_depth == 0:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def workdir(self, prefix: str = "work-") -> str:
         os.makedirs(self.tmp, 0o700, exist_ok=True)
         return tempfile.mkdtemp(prefix=prefix, dir=self.tmp)

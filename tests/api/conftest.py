@@ -16,22 +16,27 @@ from tests.conftest import BUSYBOX_CHANGES, Kran
 
 
 class Api:
-    def __init__(self, kran: Kran, sock: Path) -> None:
+    def __init__(self, kran: Kran, sock: Path, proc: subprocess.Popen) -> None:
         self.kran = kran
         self.sock = sock
         self.url = f"unix://{sock}"
+        self.proc = proc  # the server process (`kran system service` execs it: this is its PID)
 
     def client(self):
         import docker
 
         return docker.DockerClient(base_url=self.url, timeout=60)
 
-    def docker(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60):
-        """The real docker CLI against kran (tests using it skip when it is not installed)."""
+    def docker(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60,
+               extra_env: dict[str, str] | None = None):
+        """The real docker CLI against kran (scripts/setup.sh installs it: a missing one is a failure)."""
         exe = shutil.which("docker")
         if not exe:
-            pytest.skip("the docker CLI is not installed")
+            pytest.fail("the docker CLI is not installed: run scripts/setup.sh (it installs Debian's docker.io "
+                        "for its CLI, without starting dockerd)")
         env = dict(os.environ, DOCKER_HOST=self.url, DOCKER_CONFIG=str(self.sock.parent / "docker-config"))
+        env.pop("DOCKER_API_VERSION", None)
+        env.update(extra_env or {})
         p = subprocess.run([exe, *args], input=input, capture_output=True, timeout=timeout, env=env)
         p.out = p.stdout.decode(errors="replace")  # type: ignore[attr-defined]
         p.err = p.stderr.decode(errors="replace")  # type: ignore[attr-defined]
@@ -40,26 +45,39 @@ class Api:
         return p
 
 
-@pytest.fixture
-def api(kran: Kran, tmp_path: Path):
-    sock = tmp_path / "api" / "kran.sock"
-    sock.parent.mkdir()
-    p = subprocess.Popen([sys.executable, "-m", "kran", "--root", str(kran.root), "system", "service",
-                          f"unix://{sock}"], env=kran.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start_service(kran: Kran, sock: Path, log: Path) -> subprocess.Popen:
+    """`kran system service unix://SOCK` over the test's root; returns once the socket is there.
+    Its stderr goes to ``log`` (a pipe nobody reads could fill and stall the server)."""
+    with open(log, "ab") as err:
+        p = subprocess.Popen([sys.executable, "-m", "kran", "--root", str(kran.root), "system", "service",
+                              f"unix://{sock}"], env=kran.env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 15
     while not sock.exists():
         if p.poll() is not None or time.monotonic() > deadline:
-            err = p.stderr.read().decode() if p.poll() is not None else ""
             p.kill()
-            raise AssertionError(f"kran system service did not start: {err}")
+            p.wait()
+            raise AssertionError(f"kran system service did not start: {log.read_text()}")
         time.sleep(0.02)
-    yield Api(kran, sock)
+    return p
+
+
+def stop_service(p: subprocess.Popen) -> None:
     p.terminate()
     try:
         p.wait(10)
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+        raise AssertionError("the service did not stop within 10 s of SIGTERM") from None
+
+
+@pytest.fixture
+def api(kran: Kran, tmp_path: Path):
+    sock = tmp_path / "api" / "kran.sock"
+    sock.parent.mkdir()
+    p = start_service(kran, sock, tmp_path / "api" / "service.log")
+    yield Api(kran, sock, p)
+    stop_service(p)
     assert not sock.exists(), "the service left its socket behind"
 
 
