@@ -169,10 +169,29 @@ def create_image(req: Request) -> None:
     def work(engine: Any, emit: Callable[[bytes], None]) -> None:
         from kran.engine import registry
 
-        registry.pull(engine, full, all_tags=all_tags, platform=platform, progress=_progress_emitter(emit),
-                      creds=creds)
+        with _pull_errors_as_dockerd():
+            registry.pull(engine, full, all_tags=all_tags, platform=platform, progress=_progress_emitter(emit),
+                          creds=creds)
 
     stream_from_worker(req, work)
+
+
+class _pull_errors_as_dockerd:
+    """dockerd's statuses for a failed pull: "pull access denied" (the registry said unauthorized)
+    is a 404 like an unknown repository; an unreachable registry is a 500 with the dial error."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: Any, e: BaseException | None, tb: Any) -> bool:
+        from kran.errors import NotFound
+        from kran.registry.errors import Unauthorized, Unreachable
+
+        if isinstance(e, Unauthorized):
+            raise NotFound(str(e)) from e
+        if isinstance(e, Unreachable):
+            raise KranError(str(e)) from e
+        return False
 
 
 def _registry_auth(req: Request) -> Any:
@@ -215,7 +234,15 @@ def load_images(req: Request) -> None:
     from kran.engine import images
     from kran.image.reference import parse_normalized
 
-    loaded = images.load(req.engine, req.body_file())
+    try:
+        loaded = images.load(req.engine, req.body_file())
+    except KranError as e:
+        # dockerd answers 200 and puts a bad archive's error in the stream (docker-py raises
+        # ImageLoadError from it, the CLI prints it and exits 1)
+        if not req.drain():
+            req._h.close_connection = True
+        req.send_stream(iter([error_line(e)]))
+        return
     out = []  # quiet only hides progress bars (kran shows none): the names are always reported
     for item in loaded:
         for tag, prev in item.moved:
@@ -344,6 +371,14 @@ def commit_container(req: Request) -> None:
     req.send_json({"Id": image_id}, 201)
 
 
+@route("GET", "/distribution/{name:path}/json")
+def distribution_inspect(req: Request) -> None:
+    from kran.engine import distribution
+
+    with _pull_errors_as_dockerd():
+        req.send_json(distribution.inspect(req.params["name"], creds=_registry_auth(req)))
+
+
 # -- build ------------------------------------------------------------------------------------------
 
 
@@ -436,6 +471,17 @@ def build_image(req: Request) -> None:
         stream_from_worker(req, work, on_error=_build_error)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
+
+
+@route("POST", "/build/prune")
+def prune_build_cache(req: Request) -> None:
+    """The classic builder's cache is its intermediate images (``all``, ``filters`` and
+    ``keep-storage`` narrow nothing here: every entry goes)."""
+    from kran.engine.build import prune_cache
+
+    filter_args(req.qjson("filters"))  # a malformed filter is still a 400
+    gone, space = prune_cache(req.engine)
+    req.send_json({"CachesDeleted": gone or None, "SpaceReclaimed": space})
 
 
 # -- disk usage -------------------------------------------------------------------------------------

@@ -208,4 +208,19 @@ def build(engine: Engine, opts: BuildOptions, out: Callable[[str], None],
     return Builder(backend, cache, out, raw_out, on_built).build(opts)
 
 
-__all__ = ["BuildOptions", "EngineBackend", "build", "context_from_tar", "intermediate_ids"]
+def prune_cache(engine: Engine) -> tuple[list[str], int]:
+    """``docker builder prune``: forget the build cache, and delete the intermediate images it
+    kept that nothing else names or uses.  (deleted image IDs, bytes freed)"""
+    from kran.engine.images import delete_unused
+
+    ids = sorted(intermediate_ids(engine))
+    try:
+        os.unlink(os.path.join(engine.root, "build-cache.json"))
+    except FileNotFoundError:
+        pass
+    if not ids or not os.path.exists(os.path.join(engine.root, "kran.db")):
+        return [], 0
+    return delete_unused(engine, ids)
+
+
+__all__ = ["BuildOptions", "EngineBackend", "build", "context_from_tar", "intermediate_ids", "prune_cache"]

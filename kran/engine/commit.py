@@ -88,6 +88,17 @@ def new_image(engine: Engine, base_image_id: str | None, layer_dir: str | None, 
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _exited_soon(engine: Engine, cid: str, timeout: float = 2.0) -> bool:
+    from kran.engine.record import get
+
+    deadline = time.monotonic() + timeout
+    while get(engine, cid).running:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def commit(engine: Engine, ref: str, *, repository: str | None = None, changes: list[str] = (),  # type: ignore[assignment]
            message: str = "", author: str = "", pause: bool = True) -> str:
     """``docker commit``: the container's read-write layer on top of its image, as a new image.
@@ -122,8 +133,14 @@ def commit(engine: Engine, ref: str, *, repository: str | None = None, changes: 
     hist = {"created_by": " ".join(process_args(c.config)), "comment": message, "author": author}
     paused_here = False
     if pause and c.status == "running":
-        containers.pause(engine, c.id)
-        paused_here = True
+        try:
+            containers.pause(engine, c.id)
+            paused_here = True
+        except KranError:
+            # it exited between the look-up and the freeze (a short command): nothing left to
+            # freeze once its exit is recorded; a container still running must be frozen
+            if not _exited_soon(engine, c.id):
+                raise
     try:
         return new_image(engine, c.image_id, os.path.join(c.dir, "upper"), config=cfg, history=hist, tags=tags)
     except OSError as e:

@@ -507,6 +507,21 @@ def _remove_one(engine: Engine, name: str, force: bool, lines: list[str]) -> Non
         raise Conflict(
             f"conflict: unable to delete {_short(iid)} (cannot be forced) - image is being used by running container {users[0][0][:12]}"
         )
+    if users:
+        # forced, and a stopped container still uses it: its names go and the image stays as a
+        # dangling <none> while the container's filesystem needs its layers (moby's containerd
+        # image store does the same)
+        names = [*rec.tags, *rec.digests]
+        if not names:
+            raise Conflict(f"conflict: unable to delete {_short(iid)} (cannot be forced) - "
+                           f"image is being used by stopped container {users[0][0][:12]}")
+        from kran.storage.db import transaction
+
+        with transaction(engine.store.db):
+            engine.store.db.execute("DELETE FROM tags WHERE image_id=?", (iid,))
+            engine.store.db.execute("DELETE FROM repo_digests WHERE image_id=?", (iid,))
+        lines += [f"Untagged: {refs.parse_normalized(t).familiar()}" for t in names]
+        return
     for t in rec.tags:
         lines.append(f"Untagged: {refs.parse_normalized(t).familiar()}")
     for d in rec.digests:
@@ -556,6 +571,23 @@ def prune(engine: Engine, *, all: bool = False, filters: list[str] = ()) -> Prun
         rep.lines.extend(line.replace("Deleted: ", "deleted: ") for line in lines)
     rep.reclaimed = max(0, before - _layer_bytes(engine))
     return rep
+
+
+def delete_unused(engine: Engine, ids: list[str]) -> tuple[list[str], int]:
+    """Delete those of ``ids`` that exist, have no name and no container: (deleted IDs, bytes freed)."""
+    victims = []
+    for iid in ids:
+        try:
+            rec = engine.images.get(iid)
+        except ImageNotFound:
+            continue
+        if not rec.tags and not rec.digests and not _containers_using(engine, iid):
+            victims.append(iid)
+    if not victims:
+        return [], 0
+    before = _layer_bytes(engine)
+    _delete_images(engine, victims)
+    return victims, max(0, before - _layer_bytes(engine))
 
 
 def _layer_bytes(engine: Engine) -> int:
