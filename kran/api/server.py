@@ -39,6 +39,7 @@ DEFAULT_SOCKET = "/run/kran/kran.sock"
 BACKLOG = 128
 MAX_CONNECTIONS = 128
 IDLE_TIMEOUT = 300.0
+POOL_KEEP = 8  # idle engines kept open for the next requests
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 
 
@@ -66,7 +67,7 @@ class EnginePool:
     reused; a burst beyond ``keep`` opens extra ones and closes them when they come back.
     """
 
-    def __init__(self, root: str, keep: int = 8) -> None:
+    def __init__(self, root: str, keep: int = POOL_KEEP) -> None:
         self.root = root
         self._keep = keep
         self._idle: list[Any] = []

@@ -3,8 +3,10 @@ docker-py (the client compose and testcontainers use) and, when installed, the d
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +45,29 @@ class Api:
         if check and p.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({p.returncode}):\n{p.err}\n{p.out}")
         return p
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """http.client over the service's unix socket: one kept-alive connection, as the docker CLI has."""
+
+    def __init__(self, path, timeout: float = 30) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+    def call(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+        self.request(method, url, body=body, headers=headers or {})
+        r = self.getresponse()
+        data = r.read()
+        return r, data
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def start_service(kran: Kran, sock: Path, log: Path) -> subprocess.Popen:

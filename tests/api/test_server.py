@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -11,30 +10,7 @@ import subprocess
 import threading
 import time
 
-from tests.api.conftest import start_service
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    """http.client over the service's unix socket: one kept-alive connection, as the docker CLI has."""
-
-    def __init__(self, path, timeout: float = 30) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
-
-    def call(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
-        self.request(method, url, body=body, headers=headers or {})
-        r = self.getresponse()
-        data = r.read()
-        return r, data
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+from tests.api.conftest import UnixHTTP, open_fds, start_service
 
 
 def test_unknown_path_is_dockers_json_404(api):
