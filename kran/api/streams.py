@@ -1,39 +1,46 @@
 """Attach and exec endpoints: the hijacked streams (docker's attach, exec create/start/inspect/resize).
 
 ``docker run`` (attached) is create -> attach -> wait -> start; how an attach waits for its container's
-start is told in :mod:`kran.api.containers`.  Exec instances are created, then started: their specs and
-results are kept in :data:`_EXECS` (docker's exec IDs are per daemon too, and forgotten when it restarts).
+start is told in :mod:`kran.api.containers`.  Exec instances and both relays live in the engine
+(:mod:`kran.engine.execs`, :mod:`kran.engine.attach`), the same code ``kran exec``/``kran attach`` run;
+these handlers only parse, hijack the connection and frame the output: docker's multiplexed frames
+unless the call says Tty (for an exec, its *start* call, whatever its create said).
 """
 
 from __future__ import annotations
 
 import os
-import select
 import socket
-import struct
-import subprocess
-import threading
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from kran.api.containers import _ATTACH, MUX, RAW, _get, mux
 from kran.api.http import Request, route
 from kran.errors import Conflict, InvalidArgument, KranError, NotFound
 
-# -- attach -----------------------------------------------------------------------------------------
+# -- the client end of a hijacked connection ---------------------------------------------------------
 
 
 class _Peer:
-    """The hijacked client connection.  Reads go through the handler's buffered reader, which may
-    already hold bytes the client sent right after its request."""
+    """The hijacked connection as the engine relay's client.  Its input is read through the handler's
+    buffered reader, which may already hold bytes the client sent right after its request: those are
+    taken once, by :meth:`pending`, before the relay polls the socket."""
 
-    def __init__(self, req: Request, sock: socket.socket) -> None:
+    def __init__(self, req: Request, sock: socket.socket, *, raw: bool) -> None:
         self.sock = sock
         self.rfile = req._h.rfile
+        self.raw = raw
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def pending(self) -> bytes:
+        self.sock.setblocking(False)
+        try:
+            return self.rfile.read1(65536) or b""
+        except OSError:
+            return b""
+        finally:
+            self.sock.setblocking(True)
 
     def read(self) -> bytes:
         try:
@@ -41,27 +48,38 @@ class _Peer:
         except OSError:
             return b""
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+    def write(self, stream: int, data: bytes) -> None:
+        self.sock.sendall(data if self.raw else mux(stream, data))
+
+    def end(self) -> None:
+        """Hang up: a detached client sees its stream end at once."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @route("POST", "/containers/{id}/attach")
 def attach_container(req: Request) -> None:
-    from kran.engine import containers
-    from kran.monitor.client import attach, read_logs
+    from kran.engine import attach, containers
+    from kran.monitor.client import read_logs
 
     c = _get(req)
     opts = {k: req.qbool(k) for k in ("stdin", "stdout", "stderr")}
     tty = bool(c.config.get("Tty"))
+    keys = req.q("detachKeys") or None
+    if keys:
+        attach.parse_detach_keys(keys)  # a bad sequence is the client's error, before the hijack
     seen = _ATTACH.register(c.id) if req.qbool("stream") and not c.running else None
     try:
-        peer = _Peer(req, req.hijack(RAW if tty else MUX))
+        peer = _Peer(req, req.hijack(RAW if tty else MUX), raw=tty)
         if req.qbool("logs"):
             for stream, data, _t in read_logs(os.path.join(c.dir, f"{c.id}-json.log")):
                 kind = 2 if stream == "stderr" else 1
                 if opts["stderr" if kind == 2 else "stdout"]:
-                    peer.send(data if tty else mux(kind, data))
+                    peer.write(kind, data)
         if not req.qbool("stream"):
+            peer.end()
             return
         if seen is not None:
             # wait for a start (this service's, or anyone's), as long as the container exists
@@ -72,286 +90,95 @@ def attach_container(req: Request) -> None:
                 except NotFound:
                     return
         try:
-            conn = attach(c.dir)
+            src = attach.open_attach(c.dir)
         except KranError:
             return  # it did not start, or is gone already: the client sees the stream end
     finally:
         if seen is not None:
             _ATTACH.unregister(c.id)
-    with conn:
-        code = _relay(peer, conn, tty=tty, stdin=opts["stdin"], stdout=opts["stdout"], stderr=opts["stderr"],
-                      stdin_once=bool(c.config.get("StdinOnce")))
-    if code is not None:
-        _ATTACH.exits[c.id] = code
-
-
-def _relay(peer: _Peer, conn: Any, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
-           stdin_once: bool) -> int | None:
-    """Client bytes -> the container's stdin; monitor frames -> the client; None if either side
-    went away before the exit frame."""
-    from kran.monitor import proto
-
-    client_open = True
-    while True:
-        fds = [conn.fileno()] + ([peer.fileno()] if client_open else [])
-        r, _, _ = select.select(fds, [], [])
-        if conn.fileno() in r:
-            msg = conn.recv()
-            if msg is None:
-                return None
-            kind, payload = msg
-            if kind == proto.EXIT:
-                try:
-                    return int(payload.decode() or 0)
-                except ValueError:
-                    return 0
-            if (kind == proto.STDOUT and stdout) or (kind == proto.STDERR and stderr):
-                try:
-                    peer.send(payload if tty else mux(kind, payload))
-                except OSError:
-                    return None
-        if client_open and peer.fileno() in r:
-            data = peer.read()
-            if not data:  # the client closed its side (stdin EOF, or gone)
-                client_open = False
-                if stdin and stdin_once:
-                    conn.close_stdin()
-            elif stdin:
-                conn.send_stdin(data)
+    with src:
+        r = attach.run_attach(src, peer, tty=tty, stdin=opts["stdin"], stdout=opts["stdout"], stderr=opts["stderr"],
+                              detach_keys=keys, stdin_once=bool(c.config.get("StdinOnce")), initial=peer.pending())
+    peer.end()
+    if r.exit_code is not None:
+        _ATTACH.exits[c.id] = r.exit_code
 
 
 # -- exec -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Exec:
-    id: str
-    container_id: str
-    cmd: list[str]
-    tty: bool
-    stdin: bool
-    stdout: bool
-    stderr: bool
-    env: list[str]
-    user: str
-    workdir: str
-    privileged: bool
-    running: bool = False
-    started: bool = False
-    exit_code: int | None = None
-    pid: int = 0
-    pty_master: int = -1
-    lock: threading.Lock = field(default_factory=threading.Lock)
+def _decode(cls: Any, body: Any) -> Any:
+    """A request body as ``cls``; keys match case-insensitively, as Go's JSON decoding in dockerd
+    does (docker-py sends ``detachKeys`` for ``DetachKeys``)."""
+    import dataclasses
 
+    from kran.codec import decode
 
-_EXECS: dict[str, _Exec] = {}
-
-
-def _exec(req: Request) -> _Exec:
-    x = _EXECS.get(req.params["id"])
-    if x is None:
-        raise NotFound(f"No such exec instance: {req.params['id']}")
-    return x
+    if not isinstance(body, dict):
+        raise InvalidArgument("invalid JSON: expected an object")
+    known = {f.metadata["json"].lower(): f.metadata["json"] for f in dataclasses.fields(cls) if "json" in f.metadata}
+    # null is Go's zero value: the field's default here
+    body = {known.get(k.lower(), k) if k not in known.values() else k: v for k, v in body.items() if v is not None}
+    try:
+        return decode(cls, body)
+    except (ValueError, TypeError) as e:
+        raise InvalidArgument(f"invalid JSON: {e}") from None
 
 
 @route("POST", "/containers/{id}/exec")
 def create_exec(req: Request) -> None:
+    from kran.engine import execs
+
     body = req.body_json()
-    c = _get(req)
-    if c.status == "paused":
-        raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
-    if not c.running:
-        raise Conflict(f"Container {c.id} is not running")
-    cmd = body.get("Cmd") or []
-    if isinstance(cmd, str):
-        cmd = [cmd]
-    if not cmd:
-        raise InvalidArgument("No exec command specified")
-    x = _Exec(id=uuid.uuid4().hex + uuid.uuid4().hex, container_id=c.id, cmd=list(cmd), tty=bool(body.get("Tty")),
-              stdin=bool(body.get("AttachStdin")), stdout=bool(body.get("AttachStdout")),
-              stderr=bool(body.get("AttachStderr")), env=list(body.get("Env") or []), user=body.get("User") or "",
-              workdir=body.get("WorkingDir") or "", privileged=bool(body.get("Privileged")))
-    _EXECS[x.id] = x
+    if isinstance(body, dict) and isinstance(body.get("Cmd"), str):
+        body["Cmd"] = [body["Cmd"]]  # docker's strslice takes one string too
+    cfg = _decode(execs.ExecConfig, body)
+    x = execs.create(req.engine, req.params["id"], cfg)
     req.send_json({"Id": x.id}, 201)
 
 
 @route("GET", "/exec/{id}/json")
 def inspect_exec(req: Request) -> None:
-    x = _exec(req)
-    req.send_json({
-        "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "CanRemove": False, "ContainerID": x.container_id,
-        "DetachKeys": "", "OpenStdin": x.stdin, "OpenStdout": x.stdout, "OpenStderr": x.stderr, "Pid": x.pid,
-        "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd[0], "arguments": x.cmd[1:], "privileged": x.privileged,
-                          "user": x.user},
-    })
+    from kran.codec import encode
+    from kran.engine import execs
+
+    req.send_json(encode(execs.inspect(req.engine, req.params["id"])))
 
 
 @route("POST", "/exec/{id}/resize")
 def resize_exec(req: Request) -> None:
-    x = _exec(req)
-    if x.pty_master >= 0:
-        import fcntl
-        import termios
-
-        try:
-            fcntl.ioctl(x.pty_master, termios.TIOCSWINSZ,
-                        struct.pack("HHHH", req.qint("h", 24) or 24, req.qint("w", 80) or 80, 0, 0))
-        except OSError:
-            pass
-    req.send_empty(200)
-
-
-def _exec_command(engine: Any, x: _Exec) -> tuple[list[str], str]:
-    """The runtime's ``exec --process`` command line for ``x`` and its work directory (to remove)."""
     from kran.engine import execs
 
-    cmd, work, _cid = execs.prepare(engine, x.container_id, x.cmd, tty=x.tty, user=x.user or None,
-                                    workdir=x.workdir or None, env=x.env, privileged=x.privileged)
-    return cmd, work
+    h, w = req.qint("h", 0) or 0, req.qint("w", 0) or 0
+    if h < 0 or w < 0:
+        raise InvalidArgument("invalid terminal size")
+    execs.resize(req.engine, req.params["id"], h or 24, w or 80)
+    req.send_empty(200)
 
 
 @route("POST", "/exec/{id}/start")
 def start_exec(req: Request) -> None:
-    import shutil
+    from kran.engine import execs
 
-    body = req.body_json()
-    x = _exec(req)
-    with x.lock:
-        if x.started:
-            raise Conflict(f"Exec command {x.id} has already run" if not x.running
-                           else f"Exec command {x.id} is already running")
-        x.started = True
-    try:
-        cmd, work = _exec_command(req.engine, x)
-    except BaseException:
-        x.started = False
-        raise
-    detach = bool(body.get("Detach"))
-    if detach:
-        p = subprocess.Popen([*cmd, x.container_id], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-        x.running, x.pid = True, p.pid
-
-        def reap() -> None:
-            x.exit_code = p.wait()
-            x.running = False
-            shutil.rmtree(work, ignore_errors=True)
-
-        threading.Thread(target=reap, daemon=True).start()
+    start = _decode(execs.ExecStartConfig, req.body_json())
+    x = execs.get(req.engine, req.params["id"])  # 404 before any hijack
+    if x.started:
+        raise Conflict(f"Exec command {x.id} is already running" if x.running else f"Exec command {x.id} has already run")
+    if start.detach:
+        r = execs.start(req.engine, x.id, None)
+        if r.error is not None:
+            raise r.error
         req.send_empty(200)
         return
+    peer = _Peer(req, req.hijack(RAW if start.tty else MUX), raw=start.tty)
     try:
-        peer = _Peer(req, req.hijack(RAW if x.tty else MUX))
-        x.running = True
-        x.exit_code = _run_tty(x, cmd, peer) if x.tty else _run_pipes(x, cmd, peer)
-    finally:
-        x.running = False
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _run_pipes(x: _Exec, cmd: list[str], peer: _Peer) -> int:
-    from kran.engine.execs import RUNTIME_LOG, map_error
-
-    p = subprocess.Popen([*cmd, x.container_id], stdin=subprocess.PIPE if x.stdin else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    x.pid = p.pid
-    assert p.stdout is not None and p.stderr is not None
-    outs = {p.stdout.fileno(): 1, p.stderr.fileno(): 2}
-    tail = bytearray()
-    client_open = x.stdin
+        r = execs.start(req.engine, x.id, peer, initial=peer.pending(), console_size=start.console_size)
+    except KranError as e:  # after the hijack an error can only be told in the stream (as dockerd does)
+        r = execs.ExecResult(exit_code=126, error=e)
     try:
-        while outs:
-            fds = list(outs) + ([peer.fileno()] if client_open else [])
-            r, _, _ = select.select(fds, [], [])
-            for fd in r:
-                if fd == peer.fileno():
-                    data = peer.read()
-                    if not data:
-                        client_open = False
-                        p.stdin.close()  # type: ignore[union-attr]
-                        continue
-                    try:
-                        p.stdin.write(data)  # type: ignore[union-attr]
-                        p.stdin.flush()  # type: ignore[union-attr]
-                    except BrokenPipeError:
-                        client_open = False
-                    continue
-                data = os.read(fd, 65536)
-                if not data:
-                    del outs[fd]
-                    continue
-                kind = outs[fd]
-                if kind == 2:
-                    tail.extend(data)
-                    del tail[:-4096]
-                    lines = data.splitlines(keepends=True)
-                    data = b"".join(ln for ln in lines if not RUNTIME_LOG.match(ln))
-                if data and ((kind == 1 and x.stdout) or (kind == 2 and x.stderr)):
-                    try:
-                        peer.send(mux(kind, data))
-                    except OSError:
-                        pass
-        rc = p.wait()
+        if r.error is not None:
+            peer.write(1, f"{r.error}\r\n".encode())
+    except OSError:
+        pass
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        for f in (p.stdin, p.stdout, p.stderr):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-    text = tail.decode(errors="replace")
-    if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
-        e = map_error(text)
-        try:
-            peer.send(mux(2, f"{e}\r\n".encode()))
-        except OSError:
-            pass
-        return e.exit_code
-    return rc
-
-
-def _run_tty(x: _Exec, cmd: list[str], peer: _Peer) -> int:
-    """With a terminal the runtime (runc's behaviour) copies between its own terminal and the
-    container's pty: give it a pty of ours and relay our end."""
-    master, slave = os.openpty()
-    x.pty_master = master
-    try:
-        p = subprocess.Popen([*cmd, "--tty", x.container_id], stdin=slave, stdout=slave, stderr=slave,
-                             start_new_session=True)
-    finally:
-        os.close(slave)
-    x.pid = p.pid
-    client_open = True
-    try:
-        while True:
-            fds = [master] + ([peer.fileno()] if client_open else [])
-            r, _, _ = select.select(fds, [], [])
-            if peer.fileno() in r:
-                data = peer.read()
-                if not data:
-                    client_open = False
-                elif x.stdin:
-                    os.write(master, data)
-            if master in r:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the runtime has exited, its side of the pty is closed
-                    data = b""
-                if not data:
-                    break
-                try:
-                    peer.send(data)
-                except OSError:
-                    pass
-        return p.wait()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        x.pty_master = -1
-        os.close(master)
-
-
+        peer.end()

@@ -579,16 +579,9 @@ def cmd_attach(engine: Any, p: P) -> int:
 
 
 def cmd_exec(engine: Any, p: P) -> int:
-    from kran.cli.runopts import _env, _env_file
-    from kran.engine import execs
+    from kran.cli.exec import cmd_exec as run
 
-    env = []
-    for f in p.env_file:
-        env += _env_file(f)
-    env += _env(p.env)
-    return execs.run_exec(engine, p.args[0], p.args[1:], tty=bool(p.tty), stdin=bool(p.interactive),
-                          detach=bool(p.detach), user=p.user, workdir=p.workdir, env=env, privileged=bool(p.privileged),
-                          detach_keys=p.detach_keys)
+    return run(engine, p)
 
 
 cmd_exec.use_error_code = True  # type: ignore[attr-defined]

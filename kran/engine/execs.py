@@ -1,170 +1,266 @@
-"""``kran exec``: another process in a running container, through the runtime's ``exec --process``.
+"""Exec instances: another process in a running container (``kran exec``, docker's ``/exec`` API).
 
-The process inherits the container's spec (capabilities, env, seccomp via the container's filter,
-no_new_privileges) with the user's args, env, user and workdir on top.  Without a tty it shares the
-CLI's stdio; with one, the runtime hands us the pty master over a console socket (runc's protocol).
+Lifecycle, as dockerd's: :func:`create` records an instance (its :class:`ExecConfig`) under a new ID
+-> :func:`start` runs it once, relayed to a client or detached -> :func:`inspect` shows it running,
+then its exit code.  The registry is per process (dockerd forgets exec IDs when it restarts too):
+the API server keeps one for its lifetime, the CLI one for its single command.
+
+The process inherits the container's spec (capabilities, env, seccomp filter, no_new_privileges)
+with the exec's args, env, user and workdir on top; :mod:`kran.engine.execproc` starts it and
+:mod:`kran.engine.attach` relays it.
 """
 
 from __future__ import annotations
 
-import array
-import json
-import os
-import re
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from kran.errors import CannotInvoke, CommandNotFound, Conflict, KranError
+from kran.codec import extra, jf
+from kran.errors import Conflict, InvalidArgument, KranError, NotFound
 
 if TYPE_CHECKING:
     from kran.engine import Engine
+    from kran.engine.attach import Client
+    from kran.engine.execproc import ExecProcess
 
 
-def _process(engine: Engine, c: Any, args: list[str], *, tty: bool, user: str | None, workdir: str | None,
-             env: list[str], privileged: bool) -> dict[str, Any]:
-    from kran.engine.containers import _lookup_user
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecConfig:
+    """docker's ExecConfig (the body of ``POST /containers/{id}/exec``)."""
 
-    with open(os.path.join(c.dir, "config.json")) as f:
-        spec = json.load(f)
-    proc = dict(spec["process"])
-    proc["args"] = list(args)
-    proc["terminal"] = tty
-    if tty:
-        proc["consoleSize"] = {"height": 24, "width": 80}
-    base = list(proc.get("env") or [])
-    for e in env:
-        k = e.split("=", 1)[0]
-        base = [x for x in base if x.split("=", 1)[0] != k] + [e]
-    if tty and not any(x.startswith("TERM=") for x in base):
-        base.append("TERM=xterm")
-    proc["env"] = base
-    if workdir:
-        proc["cwd"] = workdir
-    if user:
-        u = _lookup_user(spec["root"]["path"], user)
-        proc["user"] = {"uid": u.uid, "gid": u.gid}
-        if u.additional_gids:
-            proc["user"]["additionalGids"] = list(u.additional_gids)
-    if privileged:
-        from kran.engine.seccomp_default import ALL_CAPS
-
-        caps = sorted(ALL_CAPS)
-        proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
-    return proc
+    cmd: list[str] = jf("Cmd", factory=list)
+    tty: bool = jf("Tty", default=False)
+    attach_stdin: bool = jf("AttachStdin", default=False)
+    attach_stdout: bool = jf("AttachStdout", default=False)
+    attach_stderr: bool = jf("AttachStderr", default=False)
+    detach_keys: str = jf("DetachKeys", default="")
+    env: list[str] = jf("Env", factory=list)
+    user: str = jf("User", default="")
+    working_dir: str = jf("WorkingDir", default="")
+    privileged: bool = jf("Privileged", default=False)
+    console_size: list[int] | None = jf("ConsoleSize")
+    extra: dict = extra()
 
 
-def _recv_fd(sock: socket.socket) -> int:
-    fds = array.array("i")
-    _msg, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    if not fds:
-        raise KranError("runtime sent no terminal")
-    return fds[0]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecStartConfig:
+    """docker's ExecStartCheck (the body of ``POST /exec/{id}/start``).  Its Tty decides the framing
+    of the output (raw or multiplexed); the create's Tty decides whether the process gets a pty."""
+
+    detach: bool = jf("Detach", default=False)
+    tty: bool = jf("Tty", default=False)
+    console_size: list[int] | None = jf("ConsoleSize")
+    extra: dict = extra()
 
 
-RUNTIME_LOG = re.compile(rb'^time="[^"]*" level=(error|fatal|warning)')
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecProcessConfig:
+    tty: bool = jf("tty", default=False, keep=True)
+    entrypoint: str = jf("entrypoint", default="", keep=True)
+    arguments: list[str] = jf("arguments", factory=list, keep=True)
+    privileged: bool = jf("privileged", default=False, keep=True)
+    user: str = jf("user", default="")
 
 
-def map_error(text: str) -> KranError:
-    msg = text.strip().splitlines()[-1] if text.strip() else "exec failed"
-    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', msg)
-    if m:
-        msg = m.group(1).replace('\\"', '"')
-    msg += ": unknown"
-    if "executable file not found" in msg or "no such file or directory" in msg:
-        return CommandNotFound(f"OCI runtime exec failed: {msg}")
-    if "permission denied" in msg:
-        return CannotInvoke(f"OCI runtime exec failed: {msg}")
-    return KranError(f"OCI runtime exec failed: {msg}")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecInspect:
+    """docker's ``GET /exec/{id}/json``."""
+
+    id: str = jf("ID", default="", keep=True)
+    running: bool = jf("Running", default=False, keep=True)
+    exit_code: int | None = jf("ExitCode", keep=True)
+    process_config: ExecProcessConfig = jf("ProcessConfig", factory=ExecProcessConfig, keep=True)
+    open_stdin: bool = jf("OpenStdin", default=False, keep=True)
+    open_stderr: bool = jf("OpenStderr", default=False, keep=True)
+    open_stdout: bool = jf("OpenStdout", default=False, keep=True)
+    can_remove: bool = jf("CanRemove", default=False, keep=True)
+    container_id: str = jf("ContainerID", default="", keep=True)
+    detach_keys: str = jf("DetachKeys", default="", keep=True)
+    pid: int = jf("Pid", default=0, keep=True)
 
 
-def prepare(engine: Engine, ref: str, args: list[str], *, tty: bool, user: str | None, workdir: str | None,
-            env: list[str], privileged: bool) -> tuple[list[str], str, str]:
-    """The runtime's ``exec --process FILE`` command (without the container ID and the tty/detach
-    options), the work directory holding FILE (the caller removes it), and the container ID."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecResult:
+    """How a started exec ended for its client: an exit code, or the client detached / hung up
+    (the process runs on), and the start error (exit code 126) if it never ran."""
+
+    exit_code: int | None = None
+    detached: bool = False
+    error: KranError | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecInstance:
+    id: str
+    container_id: str
+    config: ExecConfig
+    started: bool = False
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    ended_at: float = 0.0
+    proc: ExecProcess | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inspect(self) -> ExecInspect:
+        cmd = self.config.cmd
+        return ExecInspect(
+            id=self.id, running=self.running, exit_code=self.exit_code, container_id=self.container_id,
+            open_stdin=self.config.attach_stdin, open_stdout=self.config.attach_stdout,
+            open_stderr=self.config.attach_stderr, detach_keys=self.config.detach_keys, pid=self.pid,
+            process_config=ExecProcessConfig(tty=self.config.tty, entrypoint=cmd[0] if cmd else "",
+                                             arguments=list(cmd[1:]), privileged=self.config.privileged,
+                                             user=self.config.user))
+
+
+_KEEP_ENDED = 600.0  # seconds an ended exec stays inspectable (dockerd also prunes old ones)
+
+
+class ExecRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._execs: dict[str, ExecInstance] = {}
+
+    def add(self, x: ExecInstance) -> None:
+        now = time.time()
+        with self._lock:
+            for k in [k for k, v in self._execs.items() if v.ended_at and now - v.ended_at > _KEEP_ENDED]:
+                del self._execs[k]
+            self._execs[x.id] = x
+
+    def get(self, exec_id: str) -> ExecInstance:
+        x = self._execs.get(exec_id)
+        if x is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return x
+
+
+_REGISTRIES: dict[str, ExecRegistry] = {}
+_REG_LOCK = threading.Lock()
+
+
+def registry(engine: Engine) -> ExecRegistry:
+    """This process's exec instances for ``engine``'s state root."""
+    with _REG_LOCK:
+        return _REGISTRIES.setdefault(engine.root, ExecRegistry())
+
+
+# -- use cases ----------------------------------------------------------------------------------
+
+
+def create(engine: Engine, ref: str, cfg: ExecConfig) -> ExecInstance:
     from kran.engine import containers
+    from kran.engine.attach import parse_detach_keys
 
     c = containers.get(engine, ref)
     if c.status == "paused":
         raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
     if not c.running:
-        raise Conflict(f"container {c.id} is not running")
-    proc = _process(engine, c, args, tty=tty, user=user, workdir=workdir, env=list(env), privileged=privileged)
-    rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
-    rd = containers.run_dir(engine)
-    work = tempfile.mkdtemp(prefix="exec-", dir=rd if os.path.isdir(rd) else None)
-    with open(os.path.join(work, "process.json"), "w") as f:
-        json.dump(proc, f)
-    return [*rt, "--root", os.path.join(rd, "runtime"), "exec", "--process", os.path.join(work, "process.json")], work, c.id
+        raise Conflict(f"Container {c.id} is not running")
+    if not cfg.cmd:
+        raise InvalidArgument("No exec command specified")
+    if cfg.detach_keys:
+        parse_detach_keys(cfg.detach_keys)  # refuse a bad sequence now, not at start
+    x = ExecInstance(id=uuid.uuid4().hex + uuid.uuid4().hex, container_id=c.id, config=cfg)
+    registry(engine).add(x)
+    return x
 
 
-def run_exec(engine: Engine, ref: str, args: list[str], *, tty: bool = False, stdin: bool = False, detach: bool = False,
-             user: str | None = None, workdir: str | None = None, env: list[str] = (),  # type: ignore[assignment]
-             privileged: bool = False, detach_keys: str | None = None) -> int:
-    cmd, work, cid = prepare(engine, ref, args, tty=tty, user=user, workdir=workdir, env=list(env),
-                             privileged=privileged)
-    c_id = cid
+def get(engine: Engine, exec_id: str) -> ExecInstance:
+    return registry(engine).get(exec_id)
+
+
+def inspect(engine: Engine, exec_id: str) -> ExecInspect:
+    return get(engine, exec_id).inspect()
+
+
+def resize(engine: Engine, exec_id: str, height: int, width: int) -> None:
+    x = get(engine, exec_id)
+    if x.proc is not None and x.running:
+        x.proc.resize(height, width)
+
+
+def start(engine: Engine, exec_id: str, client: Client | None, *, initial: bytes = b"",
+          watch: dict[int, Callable[[], None]] | None = None, orphan: bool = False,
+          console_size: list[int] | None = None) -> ExecResult:
+    """Run exec ``exec_id`` once.  With a ``client``, relay it until the output ends, the client types
+    the detach keys (ctrl-p ctrl-q unless the config says) or hangs up; without one, detached.  A
+    process a client left goes on, its output drained, and its exit code is recorded when it ends.
+    ``orphan`` (``kran exec -d``): the runtime detaches the process, which outlives this process."""
+    from kran.engine.attach import DETACHED, parse_detach_keys, relay
+    from kran.engine.execproc import ExecProcess
+
+    x = get(engine, exec_id)
+    with x.lock:
+        if x.started:
+            raise Conflict(f"Exec command {x.id} is already running" if x.running
+                           else f"Exec command {x.id} has already run")
+        x.started = x.running = True
+    cfg = x.config
+    proc = ExecProcess(engine, x.container_id, cfg, stdin=cfg.attach_stdin and client is not None)
     try:
-        if detach:
-            cmd.append("--detach")
-        if tty and not detach:
-            return _exec_tty(cmd, work, c_id, stdin, detach_keys)
-        if tty:
-            cmd += ["--tty", "--console-socket", _console(work)[1]]
-        cmd.append(c_id)
-        p = subprocess.Popen(cmd, stdin=None if stdin else subprocess.DEVNULL, stderr=subprocess.PIPE)
-        tail = bytearray()
+        proc.spawn(orphan=orphan)
+        if orphan:
+            code = proc.wait()
+            proc.close()
+            if proc.error is not None:
+                raise proc.error
+            if code:
+                raise KranError(f"OCI runtime exec failed: exit status {code}: unknown")
+            x.running = False  # no longer ours to watch
+            return ExecResult(detached=True)
+    except KranError as e:
+        _ended(x, 126)  # dockerd's exit code for an exec that could not start
+        return ExecResult(exit_code=126, error=e)
+    except BaseException:
+        _ended(x, 126)
+        raise
+    x.proc, x.pid = proc, proc.pid
+    if console_size and len(console_size) == 2 and cfg.tty:
+        proc.resize(console_size[0], console_size[1])
+    if client is None:
+        _drain_in_background(x, proc)
+        return ExecResult(detached=True)
+    try:
+        streams = tuple(s for s, on in ((1, cfg.attach_stdout), (2, cfg.attach_stderr)) if on)
+        how = relay(proc, client, stdin=cfg.attach_stdin, keys=parse_detach_keys(cfg.detach_keys) if cfg.tty else b"",
+                    streams=streams, watch=watch, initial=initial)
+    except BaseException:
+        _drain_in_background(x, proc)
+        raise
+    if how is not None:  # detached or hung up: the process runs on without a client
+        _drain_in_background(x, proc)
+        return ExecResult(detached=how == DETACHED)
+    code = _finish(x, proc)
+    return ExecResult(exit_code=code, error=proc.error)
 
-        def pump() -> None:
-            assert p.stderr is not None
-            for line in iter(p.stderr.readline, b""):  # type: ignore[union-attr]
-                tail.extend(line)
-                del tail[:-4096]
-                if RUNTIME_LOG.match(line):
-                    continue  # the runtime's own error: reported once, below, in docker's words
-                sys.stderr.buffer.write(line)
-                sys.stderr.buffer.flush()
 
-        t = threading.Thread(target=pump, daemon=True)
-        t.start()
-        rc = p.wait()
-        t.join()
-        text = tail.decode(errors="replace")
-        if rc != 0 and ("exec failed" in text or "unable to start container process" in text):
-            raise map_error(text)
-        return rc
+def _ended(x: ExecInstance, code: int) -> None:
+    x.exit_code, x.running, x.ended_at = code, False, time.time()
+
+
+def _finish(x: ExecInstance, proc: ExecProcess) -> int:
+    try:
+        code = proc.wait()
     finally:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _console(work: str) -> tuple[socket.socket, str]:
-    path = os.path.join(work, "console.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
-    s.listen(1)
-    return s, path
+        proc.close()
+    _ended(x, code)
+    return code
 
 
-def _exec_tty(cmd: list[str], work: str, cid: str, stdin: bool, detach_keys: str | None) -> int:
-    """Foreground exec with a terminal: the runtime (runc's behaviour) puts our terminal in raw mode,
-    allocates the container's pty, copies between them and forwards window size changes."""
-    from kran.errors import InvalidArgument
+def _drain_in_background(x: ExecInstance, proc: ExecProcess) -> None:
+    from kran.engine.attach import drain
 
-    if not os.isatty(sys.stdin.fileno()):
-        raise InvalidArgument("the input device is not a TTY")
-    p = subprocess.Popen(cmd + ["--tty", cid], stderr=subprocess.PIPE)
-    _out, err_b = p.communicate()
-    err = err_b.decode(errors="replace")
-    if p.returncode != 0 and ("exec failed" in err or "unable to start container process" in err):
-        raise map_error(err)
-    if err and not RUNTIME_LOG.match(err.encode()):
-        sys.stderr.write(err)
-    return p.returncode
+    proc.close_stdin()
+
+    def run() -> None:
+        try:
+            drain(proc)
+        finally:
+            _finish(x, proc)
+
+    threading.Thread(target=run, name=f"exec-{x.id[:12]}", daemon=True).start()

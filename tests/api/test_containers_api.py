@@ -127,7 +127,7 @@ def test_exec_run(api, api_busybox):
     code, out = ct.exec_run(["sh", "-c", "echo $X $(pwd)"], environment={"X": "yes"}, workdir="/tmp")
     assert (code, out) == (0, b"yes /tmp\n")
     code, out = ct.exec_run("no-such-command")
-    assert code == 127 and b"executable file not found" in out
+    assert code == 126 and b"executable file not found" in out
     ct.kill()
 
 
