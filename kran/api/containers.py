@@ -61,6 +61,12 @@ def list_containers(req: Request) -> None:
     limit = req.qint("limit", -1) or -1
     show_all = req.qbool("all") or limit > 0
     cs = containers.all_containers(e)
+    # docker lists a linked container under its link names too ("/web/db")
+    link_names: dict[str, list[str]] = {}
+    for c in cs:
+        for ln in c.host_config.get("Links") or []:
+            target, _, full = ln.partition(":")
+            link_names.setdefault(target.lstrip("/"), []).append(full)
     if not show_all:
         cs = [c for c in cs if c.running]
     cs = containers.filter_containers(e, cs, filter_args(req.qjson("filters")))
@@ -72,7 +78,7 @@ def list_containers(req: Request) -> None:
     for c in cs:
         ns = networks.settings(e, c)
         item = {
-            "Id": c.id, "Names": ["/" + c.name], "Image": c.image_name, "ImageID": c.image_id,
+            "Id": c.id, "Names": ["/" + c.name, *link_names.get(c.name, [])], "Image": c.image_name, "ImageID": c.image_id,
             "Command": " ".join(process_args(c.config)), "Created": int(c.created),
             "Ports": ports.get(c.id, []), "Labels": c.config.get("Labels") or {}, "State": c.status,
             "Status": containers.status_text(c, now),
@@ -98,13 +104,20 @@ def create_container(req: Request) -> None:
     body = req.body_json()
     if not isinstance(body, dict):
         raise InvalidArgument("invalid container config")
-    host = body.pop("HostConfig", None) or {}
-    networking = body.pop("NetworkingConfig", None) or {}
-    name = req.q("name") or None
-    # as the CLI does: no NetworkingConfig unless it names endpoint settings
-    extra = {"networking_config": networking} if networking.get("EndpointsConfig") else {}
-    cid = containers.create(req.engine, body, host, name, **extra)
+    host = body.pop("HostConfig", None)
+    networking = body.pop("NetworkingConfig", None)
+    # the engine decodes the three into its typed request (wrong JSON types: 400, dockerd's words)
+    cid = containers.create(req.engine, body, host, req.q("name") or None, networking)
     req.send_json({"Id": cid, "Warnings": []}, 201)
+
+
+@route("POST", "/containers/{id}/update")
+def update_container(req: Request) -> None:
+    from kran.engine.update import update
+
+    body = req.body_json()
+    update(req.engine, req.params["id"], body if body is not None else {})
+    req.send_json({"Warnings": []})
 
 
 @route("GET", "/containers/{id}/json")
@@ -233,7 +246,23 @@ def rename_container(req: Request) -> None:
 def remove_container(req: Request) -> None:
     from kran.engine import containers
 
-    containers.remove(req.engine, req.params["id"], force=req.qbool("force"), volumes=req.qbool("v"))
+    if req.qbool("link"):
+        from kran.engine import links
+
+        links.remove(req.engine, req.params["id"])
+    else:
+        containers.remove(req.engine, req.params["id"], force=req.qbool("force"), volumes=req.qbool("v"))
+    req.send_empty(204)
+
+
+@route("DELETE", "/containers/{parent}/{alias}")
+def remove_link(req: Request) -> None:
+    """``docker rm --link /parent/alias`` (a link's name has a slash in it)."""
+    from kran.engine import links
+
+    if not req.qbool("link"):
+        raise NotFound(f"No such container: {req.params['parent']}/{req.params['alias']}")
+    links.remove(req.engine, f"/{req.params['parent']}/{req.params['alias']}")
     req.send_empty(204)
 
 
@@ -250,12 +279,19 @@ def wait_container(req: Request) -> None:
     c = _get(req)
     first_run = (c.state or {}).get("finished_at"), c.status
 
+    def exited_since(cur: Any) -> bool:
+        # a container with a restart policy may be up again before we look: its finish time (or
+        # restart count) has moved on, which is the exit docker's waiter is woken by
+        st, st0 = cur.state or {}, c.state or {}
+        return c.running and ((st.get("finished_at") or "") != (st0.get("finished_at") or "")
+                              or int(st.get("restart_count") or 0) != int(st0.get("restart_count") or 0))
+
     def done(cur: Any) -> bool:
         if cond == "not-running":
-            return not cur.running
+            return not cur.running or exited_since(cur)
         if cond == "next-exit":
-            return not cur.running and cur.status != "created" and (
-                (cur.state or {}).get("finished_at"), cur.status) != first_run
+            return (not cur.running and cur.status != "created" and (
+                (cur.state or {}).get("finished_at"), cur.status) != first_run) or exited_since(cur)
         return False
 
     def result() -> Iterator[bytes]:

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from kran.errors import Conflict, InvalidArgument, KranError
+from kran.errors import Conflict, KranError
 
 if TYPE_CHECKING:
     from kran.engine import Engine
@@ -235,46 +235,7 @@ def stats(engine: Engine, ref: str, interval: float = 0.5) -> Stats:
 
 
 def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
-    """``docker update``: resources applied to the live cgroup (via the runtime) and recorded."""
-    import json
+    """``docker update`` (the use case lives in :mod:`kran.engine.update`)."""
+    from kran.engine.update import update as _update
 
-    from kran.engine.containers import _runtime, get
-    from kran.storage.db import transaction
-
-    c = get(engine, ref)
-    h = dict(c.host_config)
-    for k, v in changes.items():
-        if v is not None:
-            h[k] = v
-    if h.get("Memory") and h.get("MemorySwap") and 0 < int(h["MemorySwap"]) < int(h["Memory"]):
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if c.running:
-        args = []
-        if changes.get("Memory"):
-            args += ["--memory", str(changes["Memory"])]
-            swap = int(h.get("MemorySwap") or 0) or 2 * int(changes["Memory"])
-            args += ["--memory-swap", str(swap)]
-        if changes.get("NanoCpus"):
-            args += ["--cpu-period", "100000", "--cpu-quota", str(int(changes["NanoCpus"]) * 100000 // 1_000_000_000)]
-        if changes.get("CpuShares"):
-            args += ["--cpu-share", str(changes["CpuShares"])]
-        if changes.get("CpusetCpus"):
-            args += ["--cpuset-cpus", changes["CpusetCpus"]]
-        if changes.get("PidsLimit"):
-            args += ["--pids-limit", str(changes["PidsLimit"])]
-        if args:
-            _runtime(engine, c, "update", *args, c.id)
-        if changes.get("RestartPolicy"):
-            mon_path = os.path.join(c.dir, "monitor.json")
-            try:
-                with open(mon_path) as f:
-                    mon = json.load(f)
-                rp = changes["RestartPolicy"]
-                mon["restart"] = {"name": rp.get("Name") or "no", "max_retries": int(rp.get("MaximumRetryCount") or 0)}
-                with open(mon_path + ".tmp", "w") as f:
-                    json.dump(mon, f)
-                os.rename(mon_path + ".tmp", mon_path)
-            except OSError:
-                pass
-    with transaction(engine.store.db):
-        engine.store.db.execute("UPDATE containers SET host_config=? WHERE id=?", (json.dumps(h), c.id))
+    _update(engine, ref, changes)

@@ -135,6 +135,27 @@ def _lookup_user(rootfs: str, spec: str) -> Any:
     return User(uid=uid, gid=gid, additional_gids=extra, home=home or "/")
 
 
+def _group_ids(rootfs: str, groups: list[str]) -> list[int]:
+    """docker's --group-add: numeric IDs as they are, names looked up in the container's /etc/group."""
+    from kran.storage.rootpath import read_in_root
+
+    try:
+        data = read_in_root(rootfs, "etc/group").decode(errors="replace")
+    except OSError:
+        data = ""
+    by_name = {f[0]: f[2] for f in (ln.split(":") for ln in data.splitlines()) if len(f) >= 3 and f[2].isdigit()}
+    out = []
+    for g in groups:
+        g = str(g)
+        if g.isdigit():
+            out.append(int(g))
+        elif g in by_name:
+            out.append(int(by_name[g]))
+        else:
+            raise KranError(f"Unable to find group {g}: no matching entries in group file")
+    return out
+
+
 def _ensure_netns(engine: Engine, c: Container) -> str | None:
     """The container's own network namespace (lo up), kept from its first start to its removal."""
     mode = c.host_config.get("NetworkMode") or "default"
@@ -167,11 +188,17 @@ def _ensure_netns(engine: Engine, c: Container) -> str | None:
     return path
 
 
-def _bundle(engine: Engine, c: Container, rootfs: str) -> dict[str, Any]:
+def _bundle(engine: Engine, c: Container, rootfs: str, link_env: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    import dataclasses
+
     from kran.engine.spec import Paths, SpecInput, make_spec
     from kran.engine.volumes import start_mounts
 
     h = dict(c.host_config)
+    config = c.config
+    if link_env:  # docker: the links' variables first, the container's own win
+        own = {e.split("=", 1)[0] for e in config.get("Env") or []}
+        config = dict(config, Env=[e for e in link_env if e.split("=", 1)[0] not in own] + list(config.get("Env") or []))
     ns = _ensure_netns(engine, c)
     if ns:
         h["_NetNSPath"] = ns
@@ -184,11 +211,15 @@ def _bundle(engine: Engine, c: Container, rootfs: str) -> dict[str, Any]:
         init = shutil.which("tini-static") or ""  # static: it runs in the container's root
         if not init:
             raise KranError("--init needs tini-static on the host (apt-get install tini)")
+    user = _lookup_user(rootfs, c.config.get("User") or "")
+    if h.get("GroupAdd"):
+        extra = tuple(g for g in _group_ids(rootfs, list(h["GroupAdd"])) if g not in user.additional_gids)
+        user = dataclasses.replace(user, additional_gids=(*user.additional_gids, *extra))
     inp = SpecInput(
-        id=c.id, config=c.config, host_config=h,
+        id=c.id, config=config, host_config=h,
         paths=Paths(rootfs=rootfs, hostname=os.path.join(c.dir, "hostname"), hosts=os.path.join(c.dir, "hosts"),
                     resolv_conf=os.path.join(c.dir, "resolv.conf"), init=init),
-        user=_lookup_user(rootfs, c.config.get("User") or ""),
+        user=user,
         cgroup_parent=h.get("CgroupParent") or "/kran", cgroup_v2=_cgroup_v2(), seccomp=seccomp, caps=tuple(caps),
     )
     return make_spec(inp)
@@ -261,12 +292,18 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
         rootfs = _mount_rootfs(engine, c)
         net = None
         try:
-            spec = _bundle(engine, c, rootfs)
+            from kran.engine import links
+
+            link_env, link_hosts = links.for_start(engine, c)
+            spec = _bundle(engine, c, rootfs, link_env)
             from kran.engine import networks
 
             netns_file = next((n.get("path") for n in (spec.get("linux") or {}).get("namespaces") or []
                                if n.get("type") == "network"), None)
             net = networks.setup(engine, c, netns_file)
+            if link_hosts:
+                with open(os.path.join(c.dir, "hosts"), "a") as f:
+                    f.write("".join(line + "\n" for line in link_hosts))
             with open(os.path.join(c.dir, "config.json.tmp"), "w") as f:
                 json.dump(spec, f, indent=1)
             os.rename(os.path.join(c.dir, "config.json.tmp"), os.path.join(c.dir, "config.json"))

@@ -19,6 +19,12 @@ from kran.storage.db import transaction
 
 if TYPE_CHECKING:
     from kran.engine import Engine
+    from kran.engine.networks import EndpointPlan
+    from kran.engine.request import CreateRequest
+
+# docker's json-file is the one log driver kran writes ("local" is its own format with the same
+# reading side; "none" keeps no log)
+LOG_DRIVERS = ("json-file", "local", "none")
 
 
 def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -> dict[str, Any]:
@@ -36,7 +42,7 @@ def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -
     else:
         out["Entrypoint"] = ic.get("Entrypoint")
         out["Cmd"] = config.get("Cmd") or ic.get("Cmd")
-    for k in ("WorkingDir", "User", "StopSignal"):
+    for k in ("WorkingDir", "User", "StopSignal", "Healthcheck"):
         if not out.get(k) and ic.get(k):
             out[k] = ic[k]
     labels = dict(ic.get("Labels") or {})
@@ -59,10 +65,18 @@ def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -
     return out
 
 
-def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], name: str | None = None,
+def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any] | None = None, name: str | None = None,
            networking_config: dict[str, Any] | None = None) -> str:
-    """Create a container (docker's ContainerCreate): returns its ID."""
-    image = config.get("Image") or ""
+    """Create a container (docker's ContainerCreate): returns its ID.  The CLI's flags and the API's
+    body arrive as docker's JSON and become one typed :class:`~kran.engine.request.CreateRequest`
+    (a wrong type is an InvalidArgument in dockerd's words)."""
+    from kran.engine.request import decode_create
+
+    return create_container(engine, decode_create(config, host_config, networking_config), name)
+
+
+def create_container(engine: Engine, req: CreateRequest, name: str | None = None) -> str:
+    image = req.config.image
     if not image:
         raise InvalidArgument("No image specified")
     ist = engine.images
@@ -73,15 +87,23 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
         raise NotFound(f"No such image: {r.tagged_or_latest().familiar()}") from None
     rec = ist.get(image_id)
     cid = os.urandom(32).hex()
-    cfg = _merge_config(json.loads(rec.config), config, cid)
+    cfg = _merge_config(json.loads(rec.config), req.config_json, cid)
     if not (cfg.get("Entrypoint") or cfg.get("Cmd")):
         raise InvalidArgument("No command specified")
-    h = dict(host_config)
+    h = dict(req.host_config_json)
+    legacy_rt = cfg.pop("Runtime", None)
+    if isinstance(legacy_rt, str) and legacy_rt and not h.get("Runtime"):
+        h["Runtime"] = legacy_rt  # docker-py sends create(runtime=...) beside the Config, not in HostConfig
     _validate_host_config(h)
+    _validate_request(engine, req)
     if name is not None:
         if not NAME_RE.match(name):
             raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         name = name.lstrip("/")
+    if h.get("Links"):
+        from kran.engine import links
+
+        h["Links"] = links.resolve(engine, list(h["Links"]))
     d = os.path.join(engine.root, "containers", cid)
     store = engine.store
     from kran.engine import volumes
@@ -89,7 +111,9 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
     plan = volumes.plan_mounts(engine, cfg, h)
     from kran.engine import networks
 
-    net_plan = networks.plan(engine, h, networking_config)
+    networking = req.networking_json if req.networking_config.endpoints_config else None
+    net_plan = networks.plan(engine, h, networking)
+    _endpoint_extras(engine, req, h, net_plan)
     if plan.mountpoints:
         h["_MountPoints"] = plan.mountpoints
     with store.writing():
@@ -119,7 +143,7 @@ def create(engine: Engine, config: dict[str, Any], host_config: dict[str, Any], 
                         store.db.execute(
                             "INSERT INTO containers(id, name, image_id, image_name, created, config, host_config)"
                             " VALUES (?,?,?,?,?,?,?)",
-                            (cid, n, image_id, image, time.time(), json.dumps(cfg), json.dumps(h)),
+                            (cid, n, image_id, image, time.time(), json.dumps(cfg), json.dumps(_named(h, n))),
                         )
                         volumes.record(store.db, cid, plan)  # with the row: usage survives a crash
                         networks.record(store.db, cid, net_plan)
@@ -183,3 +207,62 @@ def _validate_host_config(h: dict[str, Any]) -> None:
 
         parse_signal(h["StopSignal"])
 
+
+
+def _validate_request(engine: Engine, req: CreateRequest) -> None:
+    """What dockerd refuses at create, beyond the JSON types."""
+    import re
+
+    h = req.host_config
+    driver = h.log_config.type if h.log_config else ""
+    if driver and driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    runtime = h.runtime or req.config.unknown.get("Runtime")
+    if runtime and isinstance(runtime, str) and runtime != "kran":
+        from kran.engine.live import _runtime_path
+
+        _runtime_path(engine, runtime)  # docker's "unknown or invalid runtime name: X"
+    macs = [req.config.mac_address] + [ep.mac_address for ep in (req.networking_config.endpoints_config or {}).values()
+                                      if ep is not None]
+    for mac in macs:
+        if mac and not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
+            raise InvalidArgument(f"invalid MAC address: {mac}")
+
+
+def _endpoint_extras(engine: Engine, req: CreateRequest, h: dict[str, Any], plans: list[EndpointPlan]) -> None:
+    """Per-endpoint settings the network plan does not carry: every network named in
+    EndpointsConfig must exist (docker's "network X not found"); MAC addresses and driver options
+    are kept in the host config's private keys, by network ID, for the start and for inspect."""
+    from kran.engine import networks
+
+    eps = {k: v for k, v in (req.networking_config.endpoints_config or {}).items()}
+    if len(eps) > 1:  # one entry not naming the container's network is ignored, as by docker
+        for ref in eps:
+            networks.resolve(engine, ref)
+    by_net: dict[str, Any] = {}
+    for ref, ep in eps.items():
+        if ep is None:
+            continue
+        try:
+            by_net[networks.resolve(engine, ref).id] = ep
+        except NotFound:
+            continue
+    macs: dict[str, str] = {}
+    opts: dict[str, dict[str, str]] = {}
+    for i, p in enumerate(plans):
+        ep = by_net.get(p.network_id)
+        mac = (ep.mac_address if ep else "") or (req.config.mac_address if i == 0 else "")
+        if mac:
+            macs[p.network_id] = mac.lower()
+        if ep and ep.driver_opts:
+            opts[p.network_id] = dict(ep.driver_opts)
+    if macs:
+        h["_MacAddresses"] = macs
+    if opts:
+        h["_DriverOpts"] = opts
+
+
+def _named(h: dict[str, Any], name: str) -> dict[str, Any]:
+    if not h.get("Links"):
+        return h
+    return dict(h, Links=[ln.replace("{self}", name) for ln in h["Links"]])

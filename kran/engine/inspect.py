@@ -86,7 +86,12 @@ def mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
 def _network_settings(engine: Engine, c: Container) -> dict[str, Any]:
     from kran.engine.networks import settings
 
-    return settings(engine, c)
+    ns = settings(engine, c)
+    opts = c.host_config.get("_DriverOpts") or {}
+    for ep in (ns.get("Networks") or {}).values():
+        if ep.get("NetworkID") in opts:  # kept by create (the endpoint's DriverOpts)
+            ep["DriverOpts"] = opts[ep["NetworkID"]]
+    return ns
 
 
 def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
@@ -110,6 +115,11 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
         h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
     h.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
     h.setdefault("NetworkMode", "default")
+    h["Runtime"] = h.get("Runtime") or "kran"  # the default runtime (docker info's DefaultRuntime)
+    if not (h.get("RestartPolicy") or {}).get("Name"):
+        h["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": int((h.get("RestartPolicy") or {}).get("MaximumRetryCount") or 0)}
+    h.setdefault("Links", None)
+    h.setdefault("GroupAdd", None)
     exit_code = st.get("exit_code")
     out: dict[str, Any] = {
         "Id": c.id,

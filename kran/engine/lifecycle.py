@@ -27,8 +27,7 @@ def kill(engine: Engine, ref: str, sig: str = "KILL") -> Container:
         raise InvalidArgument(str(e)) from e
     if not c.running:
         raise Conflict(f"Cannot kill container: {ref}: container {c.id} is not running")
-    if n in (9, 15) or True:
-        _request_stop(c)
+    _request_stop(c)
     pid = (c.state or {}).get("pid")
     if c.status == "paused" and n == 9:
         _runtime(engine, c, "resume", c.id, check=False)
@@ -38,6 +37,12 @@ def kill(engine: Engine, ref: str, sig: str = "KILL") -> Container:
         if pid and _pid_alive(pid):
             os.kill(pid, n)
     _event(engine, "kill", c.id, signal=str(n))
+    if n == 9:
+        # docker's kill with SIGKILL returns once the container is down, so that an rm right
+        # after it never finds it running
+        if wait_exit(engine, c.id, 10) is None and pid and _pid_alive(pid):
+            os.kill(pid, 9)
+            wait_exit(engine, c.id, 10)
     return c
 
 

@@ -691,9 +691,21 @@ class Monitor:
         self.phase = "draining"
         self.deadline = time.monotonic() + DRAIN_TIMEOUT
 
+    def reload_policy(self) -> None:
+        """``docker update --restart`` rewrites monitor.json while the container runs."""
+        try:
+            with open(os.path.join(self.dir, proto.CONFIG)) as f:
+                cfg = json_loads(f.read())
+        except (OSError, ValueError):
+            return
+        restart = cfg.get("restart") or {} if isinstance(cfg, dict) else {}
+        self.policy = restart.get("name") or "no"
+        self.max_retries = int(restart.get("max_retries") or 0)
+
     def should_restart(self) -> bool:
         if self.stop_is_requested():
             return False
+        self.reload_policy()
         if self.policy in ("always", "unless-stopped"):
             return True
         if self.policy == "on-failure":

@@ -1,0 +1,129 @@
+"""``docker update``: change a container's resources and restart policy (the CLI's ``kran update``
+and the API's POST /containers/{id}/update).
+
+The change is recorded in the HostConfig (inspect shows it, the next start's spec uses it); on a
+running container the new limits go to its cgroups through the runtime's ``update --resources``
+(a linux.resources fragment, the same for kran's runtime and runc) and a new restart policy to the
+monitor's configuration, which it reads again when the container exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from kran.errors import Conflict, InvalidArgument
+
+if TYPE_CHECKING:
+    from kran.engine import Engine
+
+# the HostConfig keys ``docker update`` may change
+KEYS = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
+        "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "KernelMemory", "MemoryReservation", "MemorySwap",
+        "PidsLimit", "RestartPolicy")
+
+
+def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
+    """Apply ``changes`` (docker's UpdateConfig JSON; absent or None: unchanged)."""
+    from kran.engine.live import _event, _runtime, get
+    from kran.engine.request import decode_update
+    from kran.storage.db import transaction
+
+    _typed, checked = decode_update(changes)
+    new = {k: v for k, v in checked.items() if k in KEYS and v is not None}
+    c = get(engine, ref)
+    h = dict(c.host_config)
+    rp = new.get("RestartPolicy")
+    if rp is not None:
+        name = rp.get("Name") or "no"
+        if name not in ("no", "always", "on-failure", "unless-stopped"):
+            raise InvalidArgument(f"invalid restart policy '{name}'")
+        if h.get("AutoRemove") and name != "no":
+            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
+        if name != "on-failure" and rp.get("MaximumRetryCount"):
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        new["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
+    h.update(new)
+    _validate(h, new)
+    if c.running:
+        res = resources(h, new)
+        if res:
+            path = os.path.join(c.dir, "update.json")
+            with open(path, "w") as f:
+                json.dump(res, f)
+            try:
+                _runtime(engine, c, "update", "--resources", path, c.id)
+            except Exception as e:
+                raise Conflict(f"Cannot update container {c.id}: {e}") from None
+            finally:
+                os.unlink(path)
+        if rp is not None:
+            _monitor_restart_policy(c.dir, new["RestartPolicy"])
+    with transaction(engine.store.db):
+        engine.store.db.execute("UPDATE containers SET host_config=? WHERE id=?", (json.dumps(h), c.id))
+    _event(engine, "update", c.id)
+
+
+def _validate(h: dict[str, Any], new: dict[str, Any]) -> None:
+    mem, swap = int(h.get("Memory") or 0), int(h.get("MemorySwap") or 0)
+    if new.get("Memory") and 0 < mem < 6 * 1024 * 1024:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if mem and swap > 0 and swap < mem:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    w = int(new.get("BlkioWeight") or 0)
+    if w and not 10 <= w <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+
+
+def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The linux.resources fragment for what changed (pure)."""
+    res: dict[str, Any] = {}
+    mem: dict[str, Any] = {}
+    if new.get("Memory"):
+        mem["limit"] = int(h["Memory"])
+        # docker: swap defaults to as much again as memory
+        mem["swap"] = int(h.get("MemorySwap") or 0) or 2 * int(h["Memory"])
+    elif new.get("MemorySwap"):
+        mem["swap"] = int(new["MemorySwap"])
+    if new.get("MemoryReservation"):
+        mem["reservation"] = int(new["MemoryReservation"])
+    if mem:
+        res["memory"] = mem
+    cpu: dict[str, Any] = {}
+    if new.get("CpuShares"):
+        cpu["shares"] = int(new["CpuShares"])
+    if new.get("NanoCpus"):
+        cpu["period"] = 100000
+        cpu["quota"] = int(new["NanoCpus"]) * 100000 // 1_000_000_000
+    if new.get("CpuPeriod"):
+        cpu["period"] = int(new["CpuPeriod"])
+    if new.get("CpuQuota"):
+        cpu["quota"] = int(new["CpuQuota"])
+    if new.get("CpusetCpus"):
+        cpu["cpus"] = str(new["CpusetCpus"])
+    if new.get("CpusetMems"):
+        cpu["mems"] = str(new["CpusetMems"])
+    if cpu:
+        res["cpu"] = cpu
+    if new.get("PidsLimit"):
+        res["pids"] = {"limit": int(new["PidsLimit"]) if int(new["PidsLimit"]) > 0 else -1}
+    if new.get("BlkioWeight"):
+        res["blockIO"] = {"weight": int(new["BlkioWeight"])}
+    return res
+
+
+def _monitor_restart_policy(cdir: str, rp: dict[str, Any]) -> None:
+    """The monitor reads monitor.json again when the container exits (its restart decision)."""
+    path = os.path.join(cdir, "monitor.json")
+    try:
+        with open(path) as f:
+            mon = json.load(f)
+    except (OSError, ValueError):
+        return
+    mon["restart"] = {"name": rp["Name"], "max_retries": int(rp.get("MaximumRetryCount") or 0)}
+    with open(path + ".tmp", "w") as f:
+        json.dump(mon, f)
+    os.rename(path + ".tmp", path)
