@@ -52,8 +52,9 @@ def resolve(engine: Engine, links: list[str]) -> list[str]:
             raise InvalidArgument(f"invalid link: {link!r}")
         try:
             other = get(engine, target)
-        except NotFound:
-            raise NotFound(f"could not get container for {target}") from None
+        except NotFound as e:
+            # docker: invalid parameter, not "not found" (a 404 would send the CLI pulling the image)
+            raise InvalidArgument(f"could not get container for {target}: {e}") from None
         out.append(f"/{other.name}:/{{self}}/{alias}")
     return out
 
@@ -85,8 +86,8 @@ def for_start(engine: Engine, c: Container) -> tuple[list[str], list[str]]:
     for link in parse(list(c.host_config.get("Links") or [])):
         try:
             other = get(engine, link.target)
-        except NotFound:
-            raise NotFound(f"could not get container for {link.target}") from None
+        except NotFound as e:
+            raise InvalidArgument(f"could not get container for {link.target}: {e}") from None
         if not other.running:
             raise Conflict(f"Cannot link to a non running container: /{other.name} AS {link.name}")
         row = engine.store.db.execute(
