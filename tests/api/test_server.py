@@ -194,10 +194,18 @@ def _stop_with(sig: int, api, tmp_path, busybox_id: str) -> None:
     threading.Thread(target=lambda: [None for _ in events], daemon=True).start()
     idle = UnixHTTP(sock)
     idle.call("GET", "/_ping")  # a kept-alive, idle connection
+    attached = socket.socket(socket.AF_UNIX)  # and a hijacked attach
+    attached.settimeout(10)
+    attached.connect(str(sock))
+    attached.sendall(f"POST /containers/{ct.id}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+    assert attached.recv(4096).startswith(b"HTTP/1.1 101")
     assert p.poll() is None
     os.kill(p.pid, sig)
     assert p.wait(10) == 0
     assert not sock.exists()
+    while attached.recv(4096):  # the server ended the attach: EOF, not a hang
+        pass
     deadline = time.monotonic() + 5
     while (_service_children(p.pid) or _processes_naming(str(sock))) and time.monotonic() < deadline:
         time.sleep(0.05)
