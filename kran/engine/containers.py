@@ -328,6 +328,13 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
                 "events_path": os.path.join(engine.root, "events.jsonl"),
                 "event_attrs": {"image": c.image_name, "name": c.name},
             }
+            health = health_config(c.config)
+            if health:
+                mon["health"] = health
+            try:
+                os.unlink(os.path.join(c.dir, "health.json"))  # each start begins "starting"
+            except FileNotFoundError:
+                pass
             if net.monitor_cfg:
                 mon["net"] = net.monitor_cfg
                 if net.monitor_cfg.get("proxies"):
@@ -369,6 +376,26 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
     with transaction(engine.store.db):
         engine.store.db.execute("UPDATE containers SET error='', started_at=? WHERE id=?", (_now_rfc3339(), c.id))
     return get(engine, c.id)
+
+
+def health_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The monitor's health check from docker's Config.Healthcheck (durations in ns -> s); None
+    without one or with ``NONE``."""
+    hc = config.get("Healthcheck") or {}
+    test = list(hc.get("Test") or [])
+    if not test or test[0] == "NONE":
+        return None
+    if test[0] == "CMD-SHELL":
+        argv = ["/bin/sh", "-c", " ".join(test[1:])]
+    elif test[0] == "CMD":
+        argv = test[1:]
+    else:
+        argv = test  # old clients: the command itself
+    if not argv:
+        return None
+    return {"test": argv, "interval": (hc.get("Interval") or 0) / 1e9, "timeout": (hc.get("Timeout") or 0) / 1e9,
+            "retries": int(hc.get("Retries") or 0), "start_period": (hc.get("StartPeriod") or 0) / 1e9,
+            "start_interval": (hc.get("StartInterval") or 0) / 1e9}
 
 
 def _size(s: str) -> int:

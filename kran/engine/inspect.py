@@ -166,8 +166,27 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
         "Config": c.config,
         "NetworkSettings": _network_settings(engine, c),
     }
+    health = health_state(c)
+    if health is not None:
+        out["State"]["Health"] = health
     if size:
         rw = size_rw(c)
         out["SizeRw"] = rw
         out["SizeRootFs"] = rw + engine.images.get(c.image_id).size
     return out
+
+
+def health_state(c: Container) -> dict[str, Any] | None:
+    """docker's State.Health, from the monitor's health.json; None when the container has no check."""
+    import json
+
+    test = (c.config.get("Healthcheck") or {}).get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    try:
+        with open(os.path.join(c.dir, "health.json")) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        doc = {}
+    return {"Status": doc.get("Status") or "starting", "FailingStreak": int(doc.get("FailingStreak") or 0),
+            "Log": doc.get("Log") or []}

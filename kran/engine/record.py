@@ -109,7 +109,7 @@ def status_text(c: Container, now: float) -> str:
     if s in ("running", "paused"):
         started = parse_created(st.get("started_at") or c.started_at)
         txt = "Up " + human_duration(now - started) if started else "Up"
-        return txt + (" (Paused)" if s == "paused" else "")
+        return txt + (" (Paused)" if s == "paused" else _health_suffix(c))
     if s == "restarting":
         fin = parse_created(st.get("finished_at") or "")
         return f"Restarting ({st.get('exit_code') or 0}) {human_duration(now - fin)} ago" if fin else "Restarting"
@@ -117,6 +117,19 @@ def status_text(c: Container, now: float) -> str:
     code = st.get("exit_code")
     code = c.exit_code if code is None else code
     return f"Exited ({code}) {human_duration(now - fin)} ago" if fin else f"Exited ({code})"
+
+
+def _health_suffix(c: Container) -> str:
+    """docker ps: "Up 3 minutes (healthy)", "(health: starting)" while the first checks run."""
+    test = (c.config.get("Healthcheck") or {}).get("Test") or []
+    if not test or test[0] == "NONE":
+        return ""
+    try:
+        with open(os.path.join(c.dir, "health.json")) as f:
+            status = json.load(f).get("Status") or "starting"
+    except (OSError, ValueError):
+        status = "starting"
+    return " (health: starting)" if status == "starting" else f" ({status})"
 
 
 def exit_code_of(c: Container) -> int:

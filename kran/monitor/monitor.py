@@ -86,6 +86,8 @@ def json_dumps(v: object) -> str:
         return str(v)
     if isinstance(v, dict):
         return "{" + ", ".join(f"{json_dumps(k)}: {json_dumps(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):  # the health log
+        return "[" + ", ".join(json_dumps(x) for x in v) + "]"
     raise TypeError(f"cannot encode {type(v).__name__}")
 
 
@@ -308,6 +310,16 @@ class Monitor:
         # Port proxies and embedded DNS (kran/monitor/netserve.py), imported only when configured:
         # it serves for the monitor's whole life, across restarts of the container.
         self.net = None
+        # Health checks (kran/monitor/health.py), likewise only when the container has one
+        self.health = None
+        if cfg.get("health"):
+            from kran.monitor import health
+
+            argv = list(self.runtime) if isinstance(self.runtime, list) else [self.runtime]
+            if self.runtime_root:
+                argv += ["--root", self.runtime_root]
+            self.health = health.Health(cfg["health"], argv + ["exec", self.id], write_atomic, json_dumps,
+                                        self.emit_event, now_rfc3339)
         if cfg.get("net"):
             from kran.monitor import netserve
 
@@ -455,6 +467,8 @@ class Monitor:
         self.error = ""
         self.status = "running"
         self.phase = "running"
+        if self.health is not None:
+            self.health.start()
         return ""
 
     def find_memory_cgroup(self) -> str:
@@ -686,6 +700,8 @@ class Monitor:
         if code < 0:
             code = 128 - code
         self.exit_code = code
+        if self.health is not None:
+            self.health.stop()
         self.oom_killed = self.detect_oom(code == 128 + signal.SIGKILL)
         self.finished_at = now_rfc3339()
         self.phase = "draining"
@@ -780,11 +796,22 @@ class Monitor:
             hint = self.net.timeout()
             if hint is not None:
                 timeout = min(timeout, hint)
+        health_fds: list = []
+        if self.health is not None:
+            health_fds = self.health.fds()
+            for fd in health_fds:
+                p.register(fd, IN)
+            hint = self.health.timeout()
+            if hint is not None:
+                timeout = min(timeout, hint)
         events = p.poll(max(0, int(timeout * 1000 + 0.999)))
         for fd, ev in events:
             if fd in net_fds:
                 assert self.net is not None
                 self.net.handle(fd, ev)
+            elif fd in health_fds:
+                assert self.health is not None
+                self.health.on_readable(fd)
             elif fd == self.wake_r:
                 read_available(fd)
                 self.reap()
@@ -818,6 +845,8 @@ class Monitor:
             else:
                 timeout = min(0.2, max(0.0, self.deadline - time.monotonic()))
             self.poll_once(timeout)
+            if self.health is not None:
+                self.health.tick(self.reaped)
             if self.phase == "running" and self.pid in self.reaped:
                 self.on_init_exit(self.reaped.pop(self.pid))
             if self.phase == "draining" and (not self.outputs or time.monotonic() >= self.deadline):
