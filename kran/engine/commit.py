@@ -124,6 +124,8 @@ def commit(engine: Engine, ref: str, *, repository: str | None = None, changes: 
     }
     if base.get("variant"):
         cfg["variant"] = base["variant"]
+    # docker's local parent chain (image inspect's Parent): the image the container was made from
+    cfg["parent"] = c.image_id
     if author:
         cfg["author"] = author
     if message:
