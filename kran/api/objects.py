@@ -22,25 +22,67 @@ def inspect_network(req: Request) -> None:
     req.send_json(networks.inspect(req.engine, req.params["id"]))
 
 
+def _str_map(v: object, what: str) -> dict[str, str]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        raise InvalidArgument(f"invalid {what}: expected a JSON object of strings")
+    return dict(v)
+
+
+def _opt_str(d: dict, key: str) -> str | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, str):
+        raise InvalidArgument(f"invalid {key}: expected a string")
+    return v or None
+
+
 @route("POST", "/networks/create")
 def create_network(req: Request) -> None:
+    import ipaddress
+
     from kran.engine import networks
 
     body = req.body_json()
+    if not isinstance(body, dict):
+        raise InvalidArgument("invalid JSON body: expected an object")
     name = body.get("Name") or ""
-    if not name:
+    if not isinstance(name, str) or not name:
         raise InvalidArgument("network name is required")
-    if body.get("EnableIPv6"):
-        raise InvalidArgument("IPv6 networks are not supported")
-    configs = ((body.get("IPAM") or {}).get("Config") or [])
-    if len(configs) > 1:
-        raise InvalidArgument("kran supports one subnet per network")
-    ipam = configs[0] if configs else {}
-    driver = body.get("Driver") or "bridge"
-    nid = networks.create(req.engine, name, driver=driver, subnet=ipam.get("Subnet") or None,
-                          gateway=ipam.get("Gateway") or None, ip_range=ipam.get("IPRange") or None,
-                          internal=bool(body.get("Internal")), labels=body.get("Labels") or {},
-                          options=body.get("Options") or {}, attachable=bool(body.get("Attachable")))
+    ipam = body.get("IPAM") or {}
+    if not isinstance(ipam, dict):
+        raise InvalidArgument("invalid IPAM: expected a JSON object")
+    configs = ipam.get("Config") or []
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        raise InvalidArgument("invalid IPAM Config: expected a list of JSON objects")
+    # one pool per address family (docker's default IPAM takes more; kran's bridge one of each)
+    v4: dict = {}
+    v6: dict = {}
+    for c in configs:
+        sub = _opt_str(c, "Subnet") or ""
+        try:
+            fam = ipaddress.ip_network(sub, strict=False).version if sub else 4
+        except ValueError:
+            raise InvalidArgument(f"invalid CIDR address: {sub}") from None
+        slot = v6 if fam == 6 else v4
+        if slot:
+            raise InvalidArgument(f"kran supports one IPv{fam} subnet per network")
+        slot.update(c, _aux=_str_map(c.get("AuxiliaryAddresses"), "AuxiliaryAddresses"))
+    for key in ("EnableIPv6", "Internal", "Attachable", "Ingress", "CheckDuplicate"):
+        if body.get(key) is not None and not isinstance(body.get(key), bool):
+            raise InvalidArgument(f"invalid {key}: expected a boolean")
+    if body.get("Ingress"):
+        raise InvalidArgument("ingress networks need swarm mode, which kran does not run")
+    ipam_opts = ipam.get("Options")
+    driver = _opt_str(body, "Driver") or "bridge"
+    nid = networks.create(
+        req.engine, name, driver=driver, subnet=_opt_str(v4, "Subnet"), gateway=_opt_str(v4, "Gateway"),
+        ip_range=_opt_str(v4, "IPRange"), internal=bool(body.get("Internal")),
+        labels=_str_map(body.get("Labels"), "Labels"), options=_str_map(body.get("Options"), "Options"),
+        attachable=bool(body.get("Attachable")), ipv6=bool(body.get("EnableIPv6")),
+        subnet6=_opt_str(v6, "Subnet"), gateway6=_opt_str(v6, "Gateway"), ip_range6=_opt_str(v6, "IPRange"),
+        aux_addresses={**v4.get("_aux", {}), **v6.get("_aux", {})}, ipam_driver=_opt_str(ipam, "Driver") or "default",
+        ipam_options=None if ipam_opts is None else _str_map(ipam_opts, "IPAM Options"))
     req.send_json({"Id": nid, "Warning": ""}, 201)
 
 
@@ -60,9 +102,8 @@ def connect_network(req: Request) -> None:
     container = body.get("Container") or ""
     if not container:
         raise InvalidArgument("container is required")
-    ep = body.get("EndpointConfig") or {}
-    ipv4 = (ep.get("IPAMConfig") or {}).get("IPv4Address") or None
-    networks.connect(req.engine, req.params["id"], container, aliases=tuple(ep.get("Aliases") or ()), ipv4=ipv4)
+    aliases, ipv4, extra = networks.parse_endpoint(body.get("EndpointConfig"))
+    networks.connect(req.engine, req.params["id"], container, aliases=aliases, ipv4=ipv4 or None, extra=extra)
     req.send_empty(200)
 
 

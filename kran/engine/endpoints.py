@@ -20,7 +20,17 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kran.engine.netrecord import Net, apply_rules, event, get_net, resolve
+from kran.engine.netrecord import (
+    EndpointExtra,
+    Net,
+    NetExtra,
+    apply_rules,
+    endpoint_extra,
+    event,
+    get_net,
+    put_endpoint_extra,
+    resolve,
+)
 from kran.errors import Conflict, Forbidden, InvalidArgument, KranError
 from kran.storage.db import transaction
 
@@ -34,10 +44,94 @@ class EndpointPlan:
     network_id: str
     aliases: tuple[str, ...]
     want_ip: str
+    extra: EndpointExtra = EndpointExtra()
+
+
+def _strs(v: Any, what: str) -> list[str]:
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise InvalidArgument(f"invalid {what}: expected a list of strings")
+    return list(v)
+
+
+def _str(v: Any, what: str) -> str:
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise InvalidArgument(f"invalid {what}: expected a string")
+    return v
+
+
+def parse_endpoint(ep: Any) -> tuple[tuple[str, ...], str, EndpointExtra]:
+    """docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig) as
+    (aliases, requested IPv4, the rest); a wrong JSON type is a 400."""
+    if ep is None:
+        ep = {}
+    if not isinstance(ep, dict):
+        raise InvalidArgument("invalid endpoint settings: expected a JSON object")
+    ipam = ep.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict):
+        raise InvalidArgument("invalid IPAMConfig: expected a JSON object")
+    opts = ep.get("DriverOpts") or {}
+    if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in opts.items()):
+        raise InvalidArgument("invalid DriverOpts: expected a JSON object of strings")
+    extra = EndpointExtra(links=_strs(ep.get("Links"), "Links"), driver_opts=dict(opts),
+                          link_local=_strs(ipam.get("LinkLocalIPs"), "LinkLocalIPs"),
+                          ipv6=_str(ipam.get("IPv6Address"), "IPv6Address"),
+                          mac=_str(ep.get("MacAddress"), "MacAddress"))
+    return tuple(_strs(ep.get("Aliases"), "Aliases")), _str(ipam.get("IPv4Address"), "IPv4Address"), extra
+
+
+def check_endpoint(engine: Engine, n: Net, aliases: tuple[str, ...], want: str, extra: EndpointExtra) -> None:
+    """docker's rules for what a container may ask of a network (at create and at connect)."""
+    import ipaddress
+
+    from kran.engine.netrecord import net_extra
+
+    if n.builtin and aliases:
+        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+    if (want or extra.ipv6) and n.builtin:
+        raise InvalidArgument("user specified IP address is supported on user defined networks only")
+    if want:
+        try:
+            ok = ipaddress.ip_address(want).version == 4 and ipaddress.ip_address(want) in ipaddress.ip_network(n.subnet)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {want}") from None
+        if not ok:
+            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {want}")
+    if extra.ipv6:
+        v6 = net_extra(engine, n.id).v6
+        try:
+            a = ipaddress.ip_address(extra.ipv6)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv6 address: {extra.ipv6}") from None
+        if a.version != 6 or v6 is None or a not in ipaddress.ip_network(v6.subnet):
+            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {extra.ipv6}")
+    for ll in extra.link_local:
+        try:
+            ipaddress.ip_address(ll)
+        except ValueError:
+            raise InvalidArgument(f"invalid link-local IP address: {ll}") from None
+    if extra.mac:
+        from kran.network.netlink import _parse_mac
+
+        try:
+            _parse_mac(extra.mac)
+        except ValueError:
+            raise InvalidArgument(f"invalid MAC address: {extra.mac}") from None
+    for ln in extra.links:
+        if not ln.split(":", 1)[0].strip("/"):
+            raise InvalidArgument(f"invalid link: {ln}")
 
 
 def plan(engine: Engine, host_config: dict[str, Any], networking_config: dict[str, Any] | None) -> list[EndpointPlan]:
-    """What a new container joins (validated at create, like docker)."""
+    """What a new container joins (validated at create, like docker): the network of its
+    NetworkMode, then any other network its EndpointsConfig names (API 1.44+)."""
+    eps = (networking_config or {}).get("EndpointsConfig") or {}
+    if not isinstance(eps, dict):
+        raise InvalidArgument("invalid EndpointsConfig: expected a JSON object")
+    named = {key: resolve(engine, key) for key in eps}  # docker: "network X not found"
     mode = host_config.get("NetworkMode") or "default"
     if mode in ("host", "none"):
         return []
@@ -53,24 +147,18 @@ def plan(engine: Engine, host_config: dict[str, Any], networking_config: dict[st
     if n.driver == "null":
         host_config["NetworkMode"] = "none"
         return []
-    eps = (networking_config or {}).get("EndpointsConfig") or {}
-    ep = eps.get(mode) or eps.get(n.name) or eps.get(n.id) or {}
-    aliases = tuple(ep.get("Aliases") or ())
-    want = str(((ep.get("IPAMConfig") or {}).get("IPv4Address")) or "")
-    if n.builtin and aliases:
-        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
-    if want and n.builtin:
-        raise InvalidArgument("user specified IP address is supported on user defined networks only")
-    if want:
-        import ipaddress
-
-        try:
-            ok = ipaddress.ip_address(want) in ipaddress.ip_network(n.subnet)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address: {want}") from None
-        if not ok:
-            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {want}")
-    return [EndpointPlan(n.id, aliases, want)]
+    out: list[EndpointPlan] = []
+    for key, m in [(next((k for k, v in named.items() if v.id == n.id), mode), n),
+                   *((k, v) for k, v in named.items() if v.id != n.id)]:
+        if any(p.network_id == m.id for p in out):
+            continue
+        if m.driver != "bridge":
+            raise Forbidden("container cannot be connected to multiple networks with one of the networks in "
+                            f"{'host' if m.driver == 'host' else 'private (none)'} mode")
+        aliases, want, extra = parse_endpoint(eps.get(key))
+        check_endpoint(engine, m, aliases, want, extra)
+        out.append(EndpointPlan(m.id, aliases, want, extra))
+    return out
 
 
 def record(db: Any, cid: str, plans: list[EndpointPlan]) -> None:
@@ -80,6 +168,7 @@ def record(db: Any, cid: str, plans: list[EndpointPlan]) -> None:
             "INSERT INTO endpoints(container_id, network_id, idx, aliases, want_ip, endpoint_id) VALUES (?,?,?,?,?,?)",
             (cid, p.network_id, i, json.dumps(list(p.aliases)), p.want_ip, os.urandom(32).hex()),
         )
+        put_endpoint_extra(db, cid, p.network_id, p.extra)
 
 
 def _endpoint_rows(engine: Engine, cid: str) -> list[tuple[Any, ...]]:
@@ -103,7 +192,7 @@ class Setup:
         self.socks = []
 
 
-def _ensure_devices(engine: Engine, n: Net) -> None:
+def _ensure_devices(engine: Engine, n: Net, x: NetExtra) -> None:
     from kran.network import bridge, netlink
 
     # The rules go in before a new bridge is made (first use, after a reboot, a network create):
@@ -111,18 +200,29 @@ def _ensure_devices(engine: Engine, n: Net) -> None:
     # bridge is there no nft call is needed on the start path.
     if netlink.link_index(n.bridge) is None:
         apply_rules(engine)
-    bridge.ensure_bridge(n.bridge, n.gateway, n.subnet)
+    v6 = x.v6 if x.enable_ipv6 else None
+    bridge.ensure_bridge(n.bridge, n.gateway, n.subnet, v6.gateway if v6 else "", v6.subnet if v6 else "")
 
 
-def _lease(engine: Engine, cid: str, n: Net, want: str, mac: str = "") -> str:
+def _lease(engine: Engine, cid: str, n: Net, want: str, mac: str = "", x: NetExtra | None = None,
+           want6: str = "") -> tuple[str, str]:
+    """The endpoint's IPv4 address (and IPv6 one on an IPv6 network), taken in one transaction."""
     from kran.network import ipam
 
+    x = x or NetExtra()
     db = engine.store.db
     with transaction(db):
         used = [r[0] for r in db.execute(
             "SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL AND container_id!=?", (n.id, cid))]
+        aux = list(x.aux.values())  # docker's auxiliary addresses are never handed out
+        ip6 = ""
         try:
-            ip = ipam.allocate(n.subnet, n.gateway, used, want, n.ip_range)
+            ip = ipam.allocate(n.subnet, n.gateway, used + aux, want, n.ip_range)
+            if x.enable_ipv6 and x.v6:
+                used6 = [r[0] for r in db.execute(
+                    "SELECT ip6 FROM endpoint_extra WHERE network_id=? AND ip6 IS NOT NULL AND container_id!=?",
+                    (n.id, cid))]
+                ip6 = ipam.allocate(x.v6.subnet, x.v6.gateway, used6 + aux, want6, x.v6.ip_range)
         except ipam.AddressInUse as e:
             raise Conflict(str(e)) from None
         except (ValueError, ipam.PoolExhausted) as e:
@@ -131,20 +231,29 @@ def _lease(engine: Engine, cid: str, n: Net, want: str, mac: str = "") -> str:
 
         db.execute("UPDATE endpoints SET ip=?, mac=?, host_if=? WHERE container_id=? AND network_id=?",
                    (ip, mac or ipam.mac_for(ip), host_ifname(cid, n.id), cid, n.id))
-    return ip
+        if ip6:
+            db.execute("INSERT INTO endpoint_extra(container_id, network_id, ip6) VALUES (?,?,?)"
+                       " ON CONFLICT(container_id, network_id) DO UPDATE SET ip6=excluded.ip6", (cid, n.id, ip6))
+    return ip, ip6
 
 
 def _plug(engine: Engine, c: Container, nspath: str, n: Net, idx: int, want: str, default_route: bool) -> str:
     import ipaddress
 
+    from kran.engine.netrecord import net_extra
     from kran.network import bridge, ipam
 
-    _ensure_devices(engine, n)
-    mac = (c.host_config.get("_MacAddresses") or {}).get(n.id, "")  # docker's --mac-address, kept by create
-    ip = _lease(engine, c.id, n, want, mac)
+    x = net_extra(engine, n.id)
+    req, _ = endpoint_extra(engine, c.id, n.id)
+    _ensure_devices(engine, n, x)
+    # a MAC asked for at connect, else docker's --mac-address (kept by create)
+    mac = req.mac or (c.host_config.get("_MacAddresses") or {}).get(n.id, "")
+    ip, ip6 = _lease(engine, c.id, n, want, mac, x, req.ipv6)
     ep = bridge.Endpoint(host_if=bridge.host_ifname(c.id, n.id), ifname=f"eth{idx}", bridge=n.bridge, ip=ip,
                          prefix=ipaddress.ip_network(n.subnet).prefixlen, gateway=n.gateway, mac=mac or ipam.mac_for(ip),
-                         default_route=default_route and not n.internal)
+                         default_route=default_route and not n.internal,
+                         ip6=ip6, prefix6=ipaddress.ip_network(x.v6.subnet).prefixlen if ip6 and x.v6 else 0,
+                         gateway6=x.v6.gateway if ip6 and x.v6 else "", link_local=tuple(req.link_local))
     bridge.attach(nspath, ep)
     return ip
 
@@ -320,12 +429,22 @@ def _refresh_dns(engine: Engine, network_ids: list[str]) -> None:
             n = get_net(engine, nid)
             if n.builtin:
                 continue
+            by_name: dict[str, str] = {}
             for pcid, pname, aliases, ip in db.execute(
                 "SELECT e.container_id, c.name, e.aliases, e.ip FROM endpoints e JOIN containers c ON c.id=e.container_id"
                 " WHERE e.network_id=? AND e.ip IS NOT NULL", (nid,),
             ):
+                by_name[pname.lower()] = ip
                 for key in [pname, pcid[:12], *json.loads(aliases)]:
                     lst = names.setdefault(key.lower(), [])
+                    if ip not in lst:
+                        lst.append(ip)
+            # the endpoint's links ("target:alias"): the alias names the target for this container only
+            for ln in endpoint_extra(engine, cid, nid)[0].links:
+                target, _, alias = ln.partition(":")
+                ip = by_name.get(target.strip("/").lower())
+                if ip:
+                    lst = names.setdefault((alias or target).strip("/").lower(), [])
                     if ip not in lst:
                         lst.append(ip)
         path = os.path.join(engine.root, "containers", cid, "dns.json")
@@ -366,6 +485,7 @@ def teardown(engine: Engine, cid: str, network_id: str | None = None, *, links: 
                 pass
     with transaction(db):
         db.execute(f"UPDATE endpoints SET ip=NULL, host_if='' WHERE {cond}", args)
+        db.execute(f"UPDATE endpoint_extra SET ip6=NULL WHERE {cond}", args)
         if network_id is None:
             db.execute("DELETE FROM ports WHERE container_id=?", (cid,))
     refresh_dns(engine, [e[0] for e in eps])
@@ -390,7 +510,9 @@ def reconcile(engine: Engine, skip: str = "") -> None:
 
 
 def connect(engine: Engine, net_ref: str, container_ref: str, *, aliases: tuple[str, ...] | list[str] = (),
-            ipv4: str | None = None) -> None:
+            ipv4: str | None = None, extra: EndpointExtra | None = None) -> None:
+    """``docker network connect``: ``extra`` carries the rest of docker's EndpointSettings
+    (links, driver options, link-local and IPv6 addresses, a MAC address)."""
     from kran.engine.record import get, netns_path
 
     n = resolve(engine, net_ref)
@@ -402,14 +524,14 @@ def connect(engine: Engine, net_ref: str, container_ref: str, *, aliases: tuple[
         raise Forbidden("container sharing network namespace with another container or host cannot be connected to any other network")
     if mode == "none":
         raise Forbidden("container cannot be connected to multiple networks with one of the networks in private (none) mode")
-    if aliases and n.builtin:
-        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+    extra = extra or EndpointExtra()
+    check_endpoint(engine, n, tuple(aliases), ipv4 or "", extra)
     db = engine.store.db
     with transaction(db):
         if db.execute("SELECT 1 FROM endpoints WHERE container_id=? AND network_id=?", (c.id, n.id)).fetchone():
             raise Forbidden(f"endpoint with name {c.name} already exists in network {n.name}")
         idx = db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM endpoints WHERE container_id=?", (c.id,)).fetchone()[0]
-        record(db, c.id, [EndpointPlan(n.id, tuple(aliases), ipv4 or "")])
+        record(db, c.id, [EndpointPlan(n.id, tuple(aliases), ipv4 or "", extra)])
         db.execute("UPDATE endpoints SET idx=? WHERE container_id=? AND network_id=?", (idx, c.id, n.id))
     if c.running:
         try:
@@ -469,6 +591,7 @@ def settings(engine: Engine, c: Container) -> dict[str, Any]:
     """docker's NetworkSettings for a container."""
     import ipaddress
 
+    from kran.engine.netrecord import net_extra
     from kran.engine.record import netns_path
     from kran.network import ports as P
 
@@ -479,12 +602,24 @@ def settings(engine: Engine, c: Container) -> dict[str, Any]:
         n = get_net(engine, nid)
         prefix = ipaddress.ip_network(n.subnet).prefixlen if n.subnet else 0
         al = json.loads(aliases)
+        req, ip6 = endpoint_extra(engine, c.id, nid)
+        v6 = net_extra(engine, nid).v6 if ip6 else None
+        ipam_cfg: dict[str, Any] = {}
+        if want:
+            ipam_cfg["IPv4Address"] = want
+        if req.ipv6:
+            ipam_cfg["IPv6Address"] = req.ipv6
+        if req.link_local:
+            ipam_cfg["LinkLocalIPs"] = list(req.link_local)
         ep = {
-            "IPAMConfig": {"IPv4Address": want} if want else None, "Links": None,
+            "IPAMConfig": ipam_cfg or None, "Links": list(req.links) or None,
             "Aliases": (al + [c.id[:12]]) if n.user_defined else None,
-            "MacAddress": mac if ip else "", "NetworkID": n.id, "EndpointID": epid if ip else "",
+            # a MAC asked for is shown before the container runs too (docker's connect --mac-address)
+            "MacAddress": mac if ip else req.mac, "NetworkID": n.id, "EndpointID": epid if ip else "",
             "Gateway": n.gateway if ip else "", "IPAddress": ip or "", "IPPrefixLen": prefix if ip else 0,
-            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None,
+            "IPv6Gateway": v6.gateway if v6 else "", "GlobalIPv6Address": ip6 or "",
+            "GlobalIPv6PrefixLen": ipaddress.ip_network(v6.subnet).prefixlen if v6 else 0,
+            "DriverOpts": dict(req.driver_opts) or None,
             "DNSNames": ([c.name, *al, c.id[:12]] if n.user_defined else None),
         }
         nets[n.name] = ep

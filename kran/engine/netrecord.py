@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kran.codec import jf
 from kran.errors import InvalidArgument, KranError, NotFound
 from kran.storage.db import transaction
 
@@ -133,11 +134,18 @@ def get_net(engine: Engine, nid: str) -> Net:
 
 def apply_rules(engine: Engine) -> None:
     """nftables' per-network chains from the database (plus the static base)."""
+    from kran.codec import loads
     from kran.network import nft
 
-    nets = [nft.BridgeNet(n.bridge, n.subnet, n.internal) for n in all_networks(engine) if n.is_bridge]
+    extras = {}
+    for nid, doc in engine.store.db.execute("SELECT network_id, doc FROM network_extra"):
+        x = loads(NetExtra, doc)
+        if x.enable_ipv6 and x.v6:
+            extras[nid] = x.v6.subnet
+    nets = [nft.BridgeNet(n.bridge, n.subnet, n.internal, extras.get(n.id, "")) for n in all_networks(engine)
+            if n.is_bridge]
     try:
-        nft.run(nft.BASE + nft.network_rules(nets))
+        nft.run(nft.BASE + nft.network_rules(nets) + nft.network_rules6(nets))
     except OSError as e:
         raise KranError(f"failed to program nftables: {e}") from e
 
@@ -152,3 +160,66 @@ def event(engine: Engine, action: str, nid: str, **attrs: str) -> None:
     from kran.engine.events import emit
 
     emit(engine.root, "network", action, nid, attrs)
+
+
+# -- what docker records beyond the columns (tables network_extra, endpoint_extra) ---------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pool6:
+    """The IPv6 entry of a network's IPAM config."""
+
+    subnet: str = jf("Subnet", default="")
+    gateway: str = jf("Gateway", default="")
+    ip_range: str = jf("IPRange", default="")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetExtra:
+    enable_ipv6: bool = jf("EnableIPv6", default=False)
+    ipam_driver: str = jf("IPAMDriver", default="")
+    # docker tells "no options" (null) from "empty options" ({}): kept as given
+    ipam_options: dict[str, str] | None = jf("IPAMOptions", keep=True)
+    aux: dict[str, str] = jf("AuxiliaryAddresses", factory=dict)  # of the IPv4 pool
+    v6: Pool6 | None = jf("IPv6")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointExtra:
+    """An endpoint's requested settings (docker's EndpointSettings) beyond aliases and IPv4."""
+
+    links: list[str] = jf("Links", factory=list)  # "container:alias", resolved by the embedded DNS
+    driver_opts: dict[str, str] = jf("DriverOpts", factory=dict)
+    link_local: list[str] = jf("LinkLocalIPs", factory=list)
+    ipv6: str = jf("IPv6Address", default="")
+    mac: str = jf("MacAddress", default="")
+
+
+def net_extra(engine: Engine, nid: str) -> NetExtra:
+    from kran.codec import loads
+
+    r = engine.store.db.execute("SELECT doc FROM network_extra WHERE network_id=?", (nid,)).fetchone()
+    return loads(NetExtra, r[0]) if r else NetExtra()
+
+
+def put_net_extra(db: Any, nid: str, x: NetExtra) -> None:
+    from kran.codec import dumps
+
+    db.execute("INSERT OR REPLACE INTO network_extra(network_id, doc) VALUES (?,?)", (nid, dumps(x)))
+
+
+def endpoint_extra(engine: Engine, cid: str, nid: str) -> tuple[EndpointExtra, str | None]:
+    """The endpoint's requested settings and its IPv6 lease (None when it holds none)."""
+    from kran.codec import loads
+
+    r = engine.store.db.execute("SELECT doc, ip6 FROM endpoint_extra WHERE container_id=? AND network_id=?",
+                                (cid, nid)).fetchone()
+    return (loads(EndpointExtra, r[0]), r[1]) if r else (EndpointExtra(), None)
+
+
+def put_endpoint_extra(db: Any, cid: str, nid: str, x: EndpointExtra) -> None:
+    from kran.codec import dumps
+
+    if x != EndpointExtra():
+        db.execute("INSERT OR REPLACE INTO endpoint_extra(container_id, network_id, doc) VALUES (?,?,?)",
+                   (cid, nid, dumps(x)))

@@ -19,6 +19,7 @@ from kran.engine.endpoints import (  # noqa: F401 - re-exported
     connect,
     disconnect,
     networks_of,
+    parse_endpoint,
     plan,
     published_ports,
     reconcile,
@@ -33,11 +34,15 @@ from kran.engine.netrecord import (  # noqa: F401 - re-exported
     COLS,
     DEFAULT_BRIDGE,
     Net,
+    NetExtra,
+    Pool6,
     all_networks,
     apply_rules,
     ensure_builtin,
     event,
     host_routes,
+    net_extra,
+    put_net_extra,
     resolve,
     table_exists,
 )
@@ -50,16 +55,22 @@ if TYPE_CHECKING:
 
 def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str | None = None, gateway: str | None = None,
            ip_range: str | None = None, internal: bool = False, labels: dict[str, str] | None = None,
-           options: dict[str, str] | None = None, attachable: bool = False) -> str:
-    from kran.engine.record import NAME_RE
+           options: dict[str, str] | None = None, attachable: bool = False, ipv6: bool = False,
+           subnet6: str | None = None, gateway6: str | None = None, ip_range6: str | None = None,
+           aux_addresses: dict[str, str] | None = None, ipam_driver: str = "default",
+           ipam_options: dict[str, str] | None = None) -> str:
+    """``docker network create`` (bridge driver): one IPv4 pool (chosen from docker's defaults when
+    not given) and, optionally, one IPv6 pool; its containers get IPv6 addresses with ``ipv6``."""
     from kran.network import ipam
 
     if driver != "bridge":
         if driver in ("host", "null"):
             raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
         raise NotFound(f'plugin "{driver}" not found')
-    if not NAME_RE.match(name) and not (len(name) == 1 and name.isalnum()):
-        raise InvalidArgument(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    if ipam_driver not in ("", "default"):
+        raise NotFound(f'plugin "{ipam_driver}" not found')
+    if not name or not name.strip():
+        raise InvalidArgument("network name is required")  # docker takes any other name ("test 01")
     ensure_builtin(engine)
     db = engine.store.db
     nid = os.urandom(32).hex()
@@ -74,37 +85,38 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str | N
             own_bridges = {r[0] for r in db.execute("SELECT bridge FROM networks WHERE bridge!=''")}
             if subnet:
                 net = str(ipam.parse_subnet(subnet))
-                clash = ipam.overlaps(net, others)
-                if clash:
+                if ipam.overlaps(net, others):
                     raise Forbidden("Pool overlaps with other one on this address space")
             else:
                 if gateway or ip_range:
                     raise InvalidArgument("ip-range and gateway need a subnet (--subnet)")
                 net = ipam.choose_subnet(others + host_routes(own_bridges))
-            import ipaddress
-
-            if gateway:
-                try:
-                    g = ipaddress.ip_address(gateway)
-                except ValueError:
-                    raise InvalidArgument(f"invalid gateway address: {gateway}") from None
-                if g not in ipaddress.ip_network(net):
-                    raise InvalidArgument(f"no matching subnet for gateway {gateway}")
-                gw = str(g)
-            else:
-                gw = ipam.gateway_of(net)
+            gw = ipam.check_gateway(net, gateway) if gateway else ipam.gateway_of(net)
             if ip_range:
-                try:
-                    rng = ipaddress.ip_network(ip_range)
-                except ValueError:
-                    raise InvalidArgument(f"invalid CIDR address: {ip_range}") from None
-                if not rng.subnet_of(ipaddress.ip_network(net)):  # type: ignore[arg-type]
-                    raise InvalidArgument(f"no matching subnet for range {ip_range}")
+                ipam.check_range(net, ip_range)
+            v6 = None
+            if subnet6 or ipv6:
+                taken6 = [x.v6.subnet for x in _all_extras(engine) if x.v6]
+                if subnet6:
+                    net6 = str(ipam.parse_subnet6(subnet6))
+                    if ipam.overlaps(net6, taken6):
+                        raise Forbidden("Pool overlaps with other one on this address space")
+                else:
+                    net6 = ipam.ula_subnet(nid, taken6)  # docker 27's default: a ULA /64 of its own
+                gw6 = ipam.check_gateway(net6, gateway6) if gateway6 else ipam.gateway_of(net6)
+                if ip_range6:
+                    ipam.check_range(net6, ip_range6)
+                v6 = Pool6(subnet=net6, gateway=gw6, ip_range=ip_range6 or "")
+            aux = dict(aux_addresses or {})
+            for key, addr in aux.items():
+                ipam.check_aux(net, v6.subnet if v6 else "", key, addr)
             db.execute(
                 f"INSERT INTO networks({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (nid, name, driver, time.time(), net, gw, ip_range or "", bridge, int(internal), int(attachable), 0,
                  json.dumps(labels or {}), json.dumps(options or {})),
             )
+            put_net_extra(db, nid, NetExtra(enable_ipv6=ipv6, ipam_driver=ipam_driver or "default",
+                                            ipam_options=ipam_options, aux=aux, v6=v6))
     except ValueError as e:
         raise InvalidArgument(str(e)) from e
     except ipam.PoolExhausted as e:
@@ -113,11 +125,18 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str | N
     return nid
 
 
-def _active(engine: Engine, nid: str) -> list[tuple[str, str, str, str, str]]:
-    """(container id, name, endpoint id, mac, ip) of containers with a lease on the network."""
+def _all_extras(engine: Engine) -> list[NetExtra]:
+    from kran.codec import loads
+
+    return [loads(NetExtra, r[0]) for r in engine.store.db.execute("SELECT doc FROM network_extra")]
+
+
+def _active(engine: Engine, nid: str) -> list[tuple[str, str, str, str, str, str | None]]:
+    """(container id, name, endpoint id, mac, ip, ipv6) of containers with a lease on the network."""
     return engine.store.db.execute(
-        "SELECT e.container_id, c.name, e.endpoint_id, e.mac, e.ip FROM endpoints e JOIN containers c"
-        " ON c.id=e.container_id WHERE e.network_id=? AND e.ip IS NOT NULL ORDER BY c.name", (nid,),
+        "SELECT e.container_id, c.name, e.endpoint_id, e.mac, e.ip, x.ip6 FROM endpoints e JOIN containers c"
+        " ON c.id=e.container_id LEFT JOIN endpoint_extra x ON x.container_id=e.container_id AND"
+        " x.network_id=e.network_id WHERE e.network_id=? AND e.ip IS NOT NULL ORDER BY c.name", (nid,),
     ).fetchall()
 
 
@@ -127,17 +146,30 @@ def to_json(engine: Engine, n: Net) -> dict[str, Any]:
 
     from kran.engine.timefmt import rfc3339
 
+    x = net_extra(engine, n.id)
     containers = {}
     if n.is_bridge:
         prefix = ipaddress.ip_network(n.subnet).prefixlen
-        for cid, cname, epid, mac, ip in _active(engine, n.id):
+        prefix6 = ipaddress.ip_network(x.v6.subnet).prefixlen if x.v6 else 0
+        for cid, cname, epid, mac, ip, ip6 in _active(engine, n.id):
             containers[cid] = {"Name": cname, "EndpointID": epid, "MacAddress": mac,
-                               "IPv4Address": f"{ip}/{prefix}", "IPv6Address": ""}
-    cfg: list[dict[str, str]] = []
+                               "IPv4Address": f"{ip}/{prefix}", "IPv6Address": f"{ip6}/{prefix6}" if ip6 else ""}
+    cfg: list[dict[str, Any]] = []
     if n.subnet:
-        c = {"Subnet": n.subnet, "Gateway": n.gateway}
+        c: dict[str, Any] = {"Subnet": n.subnet, "Gateway": n.gateway}
         if n.ip_range:
             c["IPRange"] = n.ip_range
+        aux4 = {k: v for k, v in x.aux.items() if ipaddress.ip_address(v).version == 4}
+        if aux4:
+            c["AuxiliaryAddresses"] = aux4
+        cfg.append(c)
+    if x.v6:
+        c = {"Subnet": x.v6.subnet, "Gateway": x.v6.gateway}
+        if x.v6.ip_range:
+            c["IPRange"] = x.v6.ip_range
+        aux6 = {k: v for k, v in x.aux.items() if ipaddress.ip_address(v).version == 6}
+        if aux6:
+            c["AuxiliaryAddresses"] = aux6
         cfg.append(c)
     opts = dict(n.options)
     if n.builtin and n.is_bridge:
@@ -147,8 +179,8 @@ def to_json(engine: Engine, n: Net) -> dict[str, Any]:
                 "com.docker.network.bridge.name": n.bridge, "com.docker.network.driver.mtu": "1500"}
     return {
         "Name": n.name, "Id": n.id, "Created": rfc3339(n.created), "Scope": "local", "Driver": n.driver,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None if n.builtin else {}, "Config": cfg},
+        "EnableIPv6": x.enable_ipv6,
+        "IPAM": {"Driver": x.ipam_driver or "default", "Options": x.ipam_options, "Config": cfg},
         "Internal": n.internal, "Attachable": n.attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
         "ConfigOnly": False, "Containers": containers, "Options": opts, "Labels": n.labels,
     }

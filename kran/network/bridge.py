@@ -28,8 +28,8 @@ def bridge_name(network_id: str) -> str:
     return "kr-" + network_id[:12]
 
 
-def ensure_bridge(name: str, gateway: str, subnet: str) -> bool:
-    """Make the bridge (with the gateway address, up) if missing; True if it was created."""
+def ensure_bridge(name: str, gateway: str, subnet: str, gateway6: str = "", subnet6: str = "") -> bool:
+    """Make the bridge (with the gateway address(es), up) if missing; True if it was created."""
     prefix = ipaddress.ip_network(subnet).prefixlen
     want = f"{gateway}/{prefix}"
     created = False
@@ -46,6 +46,14 @@ def ensure_bridge(name: str, gateway: str, subnet: str) -> bool:
         except netlink.NetlinkError as e:
             if e.errno != 17:
                 raise
+    if gateway6:
+        want6 = f"{ipaddress.ip_address(gateway6)}/{ipaddress.ip_network(subnet6).prefixlen}"
+        if want6 not in netlink.addrs(name, netlink.AF_INET6):
+            try:
+                netlink.add_addr6(name, want6)
+            except netlink.NetlinkError as e:
+                if e.errno != 17:
+                    raise
     netlink.set_link(name, up=True)
     if created:
         try:
@@ -69,6 +77,10 @@ class Endpoint:
     gateway: str
     mac: str
     default_route: bool
+    ip6: str = ""  # with prefix6 and gateway6: the endpoint's IPv6 address on an IPv6 network
+    prefix6: int = 0
+    gateway6: str = ""
+    link_local: tuple[str, ...] = ()  # docker's LinkLocalIPs: extra addresses on the interface
 
 
 def attach(netns_path: str, ep: Endpoint) -> None:
@@ -90,8 +102,15 @@ def attach(netns_path: str, ep: Endpoint) -> None:
         def inside() -> None:
             netlink.set_link(ep.ifname, address=ep.mac, up=True)
             netlink.add_addr(ep.ifname, f"{ep.ip}/{ep.prefix}")
+            if ep.ip6:
+                netlink.add_addr6(ep.ifname, f"{ep.ip6}/{ep.prefix6}")
+            for ll in ep.link_local:
+                # link-local ranges: 169.254.0.0/16 (RFC 3927), fe80::/64 (RFC 4291)
+                netlink.add_addr(ep.ifname, f"{ll}/{64 if ':' in ll else 16}")
             if ep.default_route:
                 netlink.add_route("default", ep.gateway, dev=ep.ifname)
+                if ep.ip6 and ep.gateway6:
+                    netlink.add_route("default", ep.gateway6, dev=ep.ifname)
 
         netlink.in_netns(netns_path, inside)
     except BaseException:

@@ -43,9 +43,68 @@ def overlaps(a: str, others: Iterable[str]) -> str | None:
             no = ipaddress.ip_network(o, strict=False)
         except ValueError:
             continue
-        if no.version == 4 and na.overlaps(no) and no.prefixlen > 0:
+        if no.version == na.version and na.overlaps(no) and no.prefixlen > 0:
             return o
     return None
+
+
+def parse_subnet6(text: str) -> ipaddress.IPv6Network:
+    """An IPv6 pool: "2001:db8::/64" (host bits zero, room for a gateway and a container)."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid CIDR address: {text}") from None
+    if net.version != 6:
+        raise ValueError(f"invalid CIDR address: {text}")
+    if net.network_address != ipaddress.ip_interface(text).ip:
+        raise ValueError(f"invalid subnet {text}: it should be {net}")
+    if net.prefixlen > 126:
+        raise ValueError(f"invalid subnet {text}: too small for a gateway and a container")
+    return net
+
+
+def ula_subnet(seed: str, taken: Iterable[str]) -> str:
+    """A unique-local /64 (RFC 4193: fd00::/8 + 40 pseudo-random bits) derived from ``seed``, the
+    way docker 27 gives an IPv6 network without a pool one of its own."""
+    import hashlib
+
+    taken = list(taken)
+    for i in range(64):
+        h = hashlib.sha256(f"{seed}/{i}".encode()).digest()
+        net = ipaddress.IPv6Network((b"\xfd" + h[:7] + bytes(8), 64))
+        if overlaps(str(net), taken) is None:
+            return str(net)
+    raise PoolExhausted("could not find an available, non-overlapping IPv6 address pool")
+
+
+def check_gateway(subnet: str, gateway: str) -> str:
+    try:
+        g = ipaddress.ip_address(gateway)
+    except ValueError:
+        raise ValueError(f"invalid gateway address: {gateway}") from None
+    if g not in ipaddress.ip_network(subnet):
+        raise ValueError(f"no matching subnet for gateway {gateway}")
+    return str(g)
+
+
+def check_range(subnet: str, ip_range: str) -> None:
+    try:
+        rng = ipaddress.ip_network(ip_range)
+    except ValueError:
+        raise ValueError(f"invalid CIDR address: {ip_range}") from None
+    net = ipaddress.ip_network(subnet)
+    if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
+        raise ValueError(f"no matching subnet for range {ip_range}")
+
+
+def check_aux(subnet: str, subnet6: str, key: str, addr: str) -> None:
+    """An auxiliary address (``--aux-address name=ip``): inside one of the network's pools."""
+    try:
+        a = ipaddress.ip_address(addr)
+    except ValueError:
+        raise ValueError(f"invalid auxiliary address {key}={addr}") from None
+    if not any(s and a in ipaddress.ip_network(s) for s in (subnet, subnet6)):
+        raise ValueError(f"no matching subnet for aux-address {addr}")
 
 
 def choose_subnet(taken: Iterable[str], pools: Iterable[str] = DEFAULT_POOLS) -> str:
@@ -71,7 +130,7 @@ def allocate(subnet: str, gateway: str, used: Iterable[str], want: str = "", ip_
         try:
             a = ipaddress.ip_address(want)
         except ValueError:
-            raise ValueError(f"invalid IPv4 address: {want}") from None
+            raise ValueError(f"invalid IP address: {want}") from None
         if a not in net or a in (net.network_address, net.broadcast_address):
             raise ValueError(f"no configured subnet or ip-range contain the IP address {want}")
         if a in taken:
@@ -82,7 +141,7 @@ def allocate(subnet: str, gateway: str, used: Iterable[str], want: str = "", ip_
         if a in taken or a in (net.network_address, net.broadcast_address):
             continue
         return str(a)
-    raise PoolExhausted(f"no available IPv4 addresses on this network's address pools: {subnet}")
+    raise PoolExhausted(f"no available IPv{net.version} addresses on this network's address pools: {subnet}")
 
 
 def mac_for(ip: str) -> str:

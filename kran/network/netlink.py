@@ -70,6 +70,7 @@ RTM_GETROUTE = 26
 
 AF_UNSPEC = 0
 AF_INET = 2
+AF_INET6 = 10
 AF_BRIDGE = 7
 
 IFF_UP = 0x1
@@ -95,6 +96,7 @@ _IFADDRMSG = struct.Struct("=BBBBI")
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_BROADCAST = 4
+IFA_F_NODAD = 0x02  # ifa_flags: no duplicate address detection (the address is usable at once)
 
 # struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags u32
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -199,6 +201,16 @@ def _parse_cidr(cidr: str) -> tuple[bytes, int]:
     if not sep or not plen.isdigit() or not 0 <= int(plen) <= 32:
         raise ValueError(f"invalid IPv4 CIDR {cidr!r}")
     return _parse_ipv4(addr), int(plen)
+
+
+def _parse_ip(addr: str) -> tuple[int, bytes]:
+    """(address family, packed address) of an IPv4 or IPv6 address."""
+    if ":" in addr:
+        try:
+            return AF_INET6, socket.inet_pton(socket.AF_INET6, addr)
+        except OSError:
+            raise ValueError(f"invalid IPv6 address {addr!r}") from None
+    return AF_INET, _parse_ipv4(addr)
 
 
 # --- transport -------------------------------------------------------------------------------
@@ -477,8 +489,26 @@ def hairpin(name: str) -> bool | None:
 # --- addresses -------------------------------------------------------------------------------
 
 
+def add_addr6(name: str, cidr: str) -> None:
+    """Add an IPv6 address, e.g. ``"2001:db8::1/64"``, usable at once (no DAD, as docker does:
+    the pool is the network's own, and DAD would leave it "tentative" for a second)."""
+    _check_name(name)
+    a, _, plen = cidr.partition("/")
+    fam, addr = _parse_ip(a)
+    if fam != AF_INET6 or not plen.isdigit() or not 0 <= int(plen) <= 128:
+        raise ValueError(f"invalid IPv6 CIDR {cidr!r}")
+    index = _index_or_raise(name, "RTM_NEWADDR")
+    payload = _IFADDRMSG.pack(AF_INET6, int(plen), IFA_F_NODAD, RT_SCOPE_UNIVERSE, index) + _attr(IFA_ADDRESS, addr)
+    with _Conn() as c:
+        c.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, payload, f"RTM_NEWADDR {name} {cidr}")
+
+
 def add_addr(name: str, cidr: str) -> None:
-    """Add an IPv4 address, e.g. ``"172.18.0.1/16"``, with its broadcast address."""
+    """Add an IPv4 address, e.g. ``"172.18.0.1/16"``, with its broadcast address (an IPv6 one
+    goes to :func:`add_addr6`)."""
+    if ":" in cidr:
+        add_addr6(name, cidr)
+        return
     _check_name(name)
     addr, plen = _parse_cidr(cidr)
     index = _index_or_raise(name, "RTM_NEWADDR")
@@ -491,24 +521,25 @@ def add_addr(name: str, cidr: str) -> None:
         c.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, payload, f"RTM_NEWADDR {name} {cidr}")
 
 
-def addrs(name: str) -> list[str]:
-    """The IPv4 addresses on a link, as CIDRs; [] when it has none or does not exist."""
+def addrs(name: str, family: int = AF_INET) -> list[str]:
+    """The IPv4 (or, with ``family=AF_INET6``, IPv6) addresses on a link, as CIDRs; [] when it
+    has none or does not exist."""
     index = link_index(name)
     if index is None:
         return []
     with _Conn() as c:
-        msgs = c.dump(RTM_GETADDR, _IFADDRMSG.pack(AF_INET, 0, 0, 0, 0), "RTM_GETADDR")
+        msgs = c.dump(RTM_GETADDR, _IFADDRMSG.pack(family, 0, 0, 0, 0), "RTM_GETADDR")
     out = []
     for kind, body in msgs:
         if kind != RTM_NEWADDR:
             continue
-        family, plen, _flags, _scope, idx = _IFADDRMSG.unpack_from(body, 0)
-        if family != AF_INET or idx != index:
+        fam, plen, _flags, _scope, idx = _IFADDRMSG.unpack_from(body, 0)
+        if fam != family or idx != index:
             continue
         a = _attrs(body, _IFADDRMSG.size)
         raw = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)  # IFA_ADDRESS is the peer on point-to-point
         if raw:
-            out.append(f"{socket.inet_ntop(socket.AF_INET, raw)}/{plen}")
+            out.append(f"{socket.inet_ntop(socket.AF_INET6 if fam == AF_INET6 else socket.AF_INET, raw)}/{plen}")
     return out
 
 
@@ -516,20 +547,25 @@ def addrs(name: str) -> list[str]:
 
 
 def add_route(dst: str, gateway: str | None = None, dev: str | None = None) -> None:
-    """Add a main-table IPv4 route; ``dst`` is ``"default"`` or a CIDR."""
+    """Add a main-table IPv4 route (``dst`` ``"default"`` or a CIDR), or a default IPv6 route
+    (an IPv6 ``gateway``)."""
     if gateway is None and dev is None:
         raise ValueError("a route needs a gateway or a device")
+    family = AF_INET6 if gateway is not None and ":" in gateway else AF_INET
     if dst == "default":
         dst_addr, plen = b"", 0
+    elif family == AF_INET6:
+        raise ValueError("only a default IPv6 route is supported")
     else:
         dst_addr, plen = _parse_cidr(dst)
     attrs = _attr(RTA_DST, dst_addr) if plen else b""
     if gateway is not None:
-        attrs += _attr(RTA_GATEWAY, _parse_ipv4(gateway))
+        attrs += _attr(RTA_GATEWAY, _parse_ip(gateway)[1])
     if dev is not None:
         attrs += _u32(RTA_OIF, _index_or_raise(dev, "RTM_NEWROUTE"))
-    scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
-    rtm = _RTMSG.pack(AF_INET, plen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+    # IPv6 routes are all of universe scope (the kernel refuses others)
+    scope = RT_SCOPE_UNIVERSE if gateway is not None or family == AF_INET6 else RT_SCOPE_LINK
+    rtm = _RTMSG.pack(family, plen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
     with _Conn() as c:
         c.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, rtm + attrs, f"RTM_NEWROUTE {dst}")
 

@@ -47,6 +47,7 @@ class BridgeNet:
     bridge: str
     subnet: str
     internal: bool
+    subnet6: str = ""  # an IPv6 network's pool (its rules go to the ``ip6 kran`` table)
 
 
 def network_rules(nets: list[BridgeNet]) -> str:
@@ -66,6 +67,29 @@ def network_rules(nets: list[BridgeNet]) -> str:
             # outbound NAT; and hairpin: a container reaching a published port lands on the same bridge
             out.append(f"add rule ip {TABLE} postrouting ip saddr {n.subnet} oifname != {all_br} masquerade")
             out.append(f'add rule ip {TABLE} postrouting ct status dnat ip saddr {n.subnet} oifname "{n.bridge}" masquerade')
+    return "\n".join(out) + "\n"
+
+
+def network_rules6(nets: list[BridgeNet]) -> str:
+    """The same isolation and outbound NAT for IPv6 networks, in table ``ip6 kran`` (which goes
+    away when no network has IPv6).  kran leaves the host's ``net.ipv6.conf.all.forwarding`` as
+    it is (turning it on stops the host accepting router advertisements): until an admin turns it
+    on, IPv6 stays on each bridge -- containers and the host -- and these rules are what hold then."""
+    v6 = [n for n in nets if n.subnet6]
+    if not v6:
+        return f"add table ip6 {TABLE}\ndelete table ip6 {TABLE}\n"
+    out = [f"add table ip6 {TABLE}",
+           f"add chain ip6 {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
+           f"add chain ip6 {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}",
+           f"flush chain ip6 {TABLE} postrouting", f"flush chain ip6 {TABLE} forward"]
+    all_br = "{ " + ", ".join(f'"{n.bridge}"' for n in nets) + " }"
+    for n in v6:
+        if n.internal:
+            out.append(f'add rule ip6 {TABLE} forward iifname "{n.bridge}" oifname != "{n.bridge}" drop')
+            out.append(f'add rule ip6 {TABLE} forward oifname "{n.bridge}" iifname != "{n.bridge}" drop')
+            continue
+        out.append(f'add rule ip6 {TABLE} forward iifname "{n.bridge}" oifname {all_br} oifname != "{n.bridge}" drop')
+        out.append(f"add rule ip6 {TABLE} postrouting ip6 saddr {n.subnet6} oifname != {all_br} masquerade")
     return "\n".join(out) + "\n"
 
 
@@ -161,6 +185,7 @@ def ensure_base() -> None:
 
 def delete_table() -> None:
     run(f"add table ip {TABLE}\ndelete table ip {TABLE}\n", check=False)
+    run(f"add table ip6 {TABLE}\ndelete table ip6 {TABLE}\n", check=False)
 
 
 def list_table() -> str:

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers(
@@ -111,6 +111,23 @@ CREATE TABLE IF NOT EXISTS endpoints(
 );
 CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip ON endpoints(network_id, ip);
 CREATE INDEX IF NOT EXISTS endpoints_network ON endpoints(network_id);
+-- what docker records of a network beyond the columns above (EnableIPv6, the IPAM driver's
+-- options, auxiliary addresses, an IPv6 pool): one JSON document (kran.engine.netrecord.NetExtra)
+CREATE TABLE IF NOT EXISTS network_extra(
+    network_id TEXT PRIMARY KEY REFERENCES networks(id) ON DELETE CASCADE,
+    doc        TEXT NOT NULL DEFAULT '{}'
+);
+-- an endpoint's requested settings beyond aliases and IPv4 (links, driver options, link-local
+-- and IPv6 addresses, MAC: kran.engine.netrecord.EndpointExtra), and its IPv6 lease while it runs
+CREATE TABLE IF NOT EXISTS endpoint_extra(
+    container_id TEXT NOT NULL,
+    network_id   TEXT NOT NULL,
+    doc          TEXT NOT NULL DEFAULT '{}',
+    ip6          TEXT,
+    PRIMARY KEY(container_id, network_id),
+    FOREIGN KEY(container_id, network_id) REFERENCES endpoints(container_id, network_id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX IF NOT EXISTS endpoint_extra_ip6 ON endpoint_extra(network_id, ip6);
 -- host ports a running container holds
 CREATE TABLE IF NOT EXISTS ports(
     container_id   TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
