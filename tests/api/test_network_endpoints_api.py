@@ -162,3 +162,21 @@ def test_ipv6_network(api, api_busybox):
             b.remove(force=True)
     finally:
         n.remove()
+
+
+def test_docker_cli(api, api_busybox):
+    api.docker("network", "create", "--ipv6", "--subnet", "fd00:77::/64", "--subnet", "172.29.0.0/16",
+               "--aux-address", "r=172.29.0.9", "--ipam-opt", "k=v", "cli net")
+    fmt = "{{.EnableIPv6}} {{json .IPAM.Options}} {{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    # dockerd lists the IPv4 pool, then the IPv6 one, whatever the order given
+    assert api.docker("network", "inspect", "-f", fmt, "cli net").out.split() == [
+        "true", '{"k":"v"}', "172.29.0.0/16", "fd00:77::/64"]
+    api.docker("run", "-d", "--name", "c6", "--network", "cli net", "--ip6", "fd00:77::42", "busybox", "sleep", "60")
+    out = api.docker("exec", "c6", "ip", "-6", "addr", "show", "eth0").out
+    assert "inet6 fd00:77::42/64" in out
+    api.docker("create", "--name", "late", "busybox", "true")
+    api.docker("network", "connect", "--link", "c6:six", "--alias", "l8", "--driver-opt", "o=1", "cli net", "late")
+    ep = api.docker("inspect", "-f", '{{json (index .NetworkSettings.Networks "cli net")}}', "late").out
+    assert '"Links":["c6:six"]' in ep and '"DriverOpts":{"o":"1"}' in ep and '"l8"' in ep
+    api.docker("rm", "-f", "c6", "late")
+    assert "cli net" in api.docker("network", "prune", "-f").out
