@@ -1,5 +1,6 @@
-"""A container's endpoints on bridge networks: planned at create, plugged at start, released at
-exit; published ports and the embedded DNS.
+"""A container's endpoints on bridge networks at run time: plugged at start (veth, addresses,
+published ports, the embedded DNS), released at exit.  What it asks for is planned and recorded
+by :mod:`kran.engine.endpointplan`; how it looks from outside is :mod:`kran.engine.netsettings`.
 
 State is in the database (``endpoints``, ``ports``); devices and nftables follow it:
 
@@ -20,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kran.engine.endpointplan import EndpointPlan, check_endpoint, endpoint_rows, record
 from kran.engine.netrecord import (
     EndpointExtra,
     Net,
@@ -28,7 +30,6 @@ from kran.engine.netrecord import (
     endpoint_extra,
     event,
     get_net,
-    put_endpoint_extra,
     resolve,
 )
 from kran.errors import Conflict, Forbidden, InvalidArgument, KranError
@@ -37,145 +38,6 @@ from kran.storage.db import transaction
 if TYPE_CHECKING:
     from kran.engine import Engine
     from kran.engine.record import Container
-
-
-@dataclass(frozen=True)
-class EndpointPlan:
-    network_id: str
-    aliases: tuple[str, ...]
-    want_ip: str
-    extra: EndpointExtra = EndpointExtra()
-
-
-def _strs(v: Any, what: str) -> list[str]:
-    if v is None:
-        return []
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise InvalidArgument(f"invalid {what}: expected a list of strings")
-    return list(v)
-
-
-def _str(v: Any, what: str) -> str:
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise InvalidArgument(f"invalid {what}: expected a string")
-    return v
-
-
-def parse_endpoint(ep: Any) -> tuple[tuple[str, ...], str, EndpointExtra]:
-    """docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig) as
-    (aliases, requested IPv4, the rest); a wrong JSON type is a 400."""
-    if ep is None:
-        ep = {}
-    if not isinstance(ep, dict):
-        raise InvalidArgument("invalid endpoint settings: expected a JSON object")
-    ipam = ep.get("IPAMConfig") or {}
-    if not isinstance(ipam, dict):
-        raise InvalidArgument("invalid IPAMConfig: expected a JSON object")
-    opts = ep.get("DriverOpts") or {}
-    if not isinstance(opts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in opts.items()):
-        raise InvalidArgument("invalid DriverOpts: expected a JSON object of strings")
-    extra = EndpointExtra(links=_strs(ep.get("Links"), "Links"), driver_opts=dict(opts),
-                          link_local=_strs(ipam.get("LinkLocalIPs"), "LinkLocalIPs"),
-                          ipv6=_str(ipam.get("IPv6Address"), "IPv6Address"),
-                          mac=_str(ep.get("MacAddress"), "MacAddress"))
-    return tuple(_strs(ep.get("Aliases"), "Aliases")), _str(ipam.get("IPv4Address"), "IPv4Address"), extra
-
-
-def check_endpoint(engine: Engine, n: Net, aliases: tuple[str, ...], want: str, extra: EndpointExtra) -> None:
-    """docker's rules for what a container may ask of a network (at create and at connect)."""
-    import ipaddress
-
-    from kran.engine.netrecord import net_extra
-
-    if n.builtin and aliases:
-        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
-    if (want or extra.ipv6) and n.builtin:
-        raise InvalidArgument("user specified IP address is supported on user defined networks only")
-    if want:
-        try:
-            ok = ipaddress.ip_address(want).version == 4 and ipaddress.ip_address(want) in ipaddress.ip_network(n.subnet)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address: {want}") from None
-        if not ok:
-            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {want}")
-    if extra.ipv6:
-        v6 = net_extra(engine, n.id).v6
-        try:
-            a = ipaddress.ip_address(extra.ipv6)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv6 address: {extra.ipv6}") from None
-        if a.version != 6 or v6 is None or a not in ipaddress.ip_network(v6.subnet):
-            raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {extra.ipv6}")
-    for ll in extra.link_local:
-        try:
-            ipaddress.ip_address(ll)
-        except ValueError:
-            raise InvalidArgument(f"invalid link-local IP address: {ll}") from None
-    if extra.mac:
-        from kran.network.netlink import _parse_mac
-
-        try:
-            _parse_mac(extra.mac)
-        except ValueError:
-            raise InvalidArgument(f"invalid MAC address: {extra.mac}") from None
-    for ln in extra.links:
-        if not ln.split(":", 1)[0].strip("/"):
-            raise InvalidArgument(f"invalid link: {ln}")
-
-
-def plan(engine: Engine, host_config: dict[str, Any], networking_config: dict[str, Any] | None) -> list[EndpointPlan]:
-    """What a new container joins (validated at create, like docker): the network of its
-    NetworkMode, then any other network its EndpointsConfig names (API 1.44+)."""
-    eps = (networking_config or {}).get("EndpointsConfig") or {}
-    if not isinstance(eps, dict):
-        raise InvalidArgument("invalid EndpointsConfig: expected a JSON object")
-    named = {key: resolve(engine, key) for key in eps}  # docker: "network X not found"
-    mode = host_config.get("NetworkMode") or "default"
-    if mode in ("host", "none"):
-        return []
-    if mode.startswith("container:"):
-        from kran.engine.record import get
-
-        get(engine, mode.split(":", 1)[1])
-        return []
-    n = resolve(engine, mode)
-    if n.driver == "host":
-        host_config["NetworkMode"] = "host"
-        return []
-    if n.driver == "null":
-        host_config["NetworkMode"] = "none"
-        return []
-    out: list[EndpointPlan] = []
-    for key, m in [(next((k for k, v in named.items() if v.id == n.id), mode), n),
-                   *((k, v) for k, v in named.items() if v.id != n.id)]:
-        if any(p.network_id == m.id for p in out):
-            continue
-        if m.driver != "bridge":
-            raise Forbidden("container cannot be connected to multiple networks with one of the networks in "
-                            f"{'host' if m.driver == 'host' else 'private (none)'} mode")
-        aliases, want, extra = parse_endpoint(eps.get(key))
-        check_endpoint(engine, m, aliases, want, extra)
-        out.append(EndpointPlan(m.id, aliases, want, extra))
-    return out
-
-
-def record(db: Any, cid: str, plans: list[EndpointPlan]) -> None:
-    """Insert the endpoint rows (inside the container's create transaction)."""
-    for i, p in enumerate(plans):
-        db.execute(
-            "INSERT INTO endpoints(container_id, network_id, idx, aliases, want_ip, endpoint_id) VALUES (?,?,?,?,?,?)",
-            (cid, p.network_id, i, json.dumps(list(p.aliases)), p.want_ip, os.urandom(32).hex()),
-        )
-        put_endpoint_extra(db, cid, p.network_id, p.extra)
-
-
-def _endpoint_rows(engine: Engine, cid: str) -> list[tuple[Any, ...]]:
-    return engine.store.db.execute(
-        "SELECT network_id, idx, aliases, want_ip, endpoint_id, ip, mac, host_if FROM endpoints"
-        " WHERE container_id=? ORDER BY idx", (cid,),
-    ).fetchall()
 
 
 @dataclass
@@ -275,14 +137,14 @@ def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:
             _copy_host_files(c, list(h.get("ExtraHosts") or []))
         return out
     reconcile(engine, skip=c.id)
-    rows = _endpoint_rows(engine, c.id)
+    rows = endpoint_rows(engine, c.id)
     if not rows and mode != "none":
         # its network was removed since (docker's "network X not found"), or removed and made again
         n = resolve(engine, mode)
         if n.is_bridge:
             with transaction(engine.store.db):
                 record(engine.store.db, c.id, [EndpointPlan(n.id, (), "")])
-            rows = _endpoint_rows(engine, c.id)
+            rows = endpoint_rows(engine, c.id)
     own: list[tuple[str, str]] = []
     user_nets = False
     first_ip = ""
@@ -343,7 +205,7 @@ def _publish(engine: Engine, c: Container, ip: str, out: Setup) -> None:
     if not wants:
         return
     db = engine.store.db
-    epid = (_endpoint_rows(engine, c.id) or [("", 0, "", "", "")])[0][4]
+    epid = (endpoint_rows(engine, c.id) or [("", 0, "", "", "")])[0][4]
     with transaction(db):
         allocated = {(p, a or "0.0.0.0", n) for p, a, n in db.execute(
             "SELECT proto, host_ip, host_port FROM ports WHERE container_id!=?", (c.id,))}
@@ -560,92 +422,3 @@ def disconnect(engine: Engine, net_ref: str, container_ref: str, *, force: bool 
         db.execute("DELETE FROM endpoints WHERE container_id=? AND network_id=?", (c.id, n.id))
     refresh_dns(engine, [n.id])
     event(engine, "disconnect", n.id, container=c.id, name=n.name, type=n.driver)
-
-
-def published_ports(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for cid, host_ip, host_port, proto, cport in engine.store.db.execute(
-            "SELECT container_id, host_ip, host_port, proto, container_port FROM ports"):
-        out.setdefault(cid, []).append({"IP": host_ip, "PrivatePort": cport, "PublicPort": host_port, "Type": proto})
-    # exposed but not published ports of running containers show too ("443/tcp")
-    for cid, config in engine.store.db.execute(
-            "SELECT c.id, c.config FROM containers c WHERE c.config LIKE '%ExposedPorts%' AND EXISTS"
-            " (SELECT 1 FROM endpoints e WHERE e.container_id=c.id AND e.ip IS NOT NULL)"):
-        have = {(p["PrivatePort"], p["Type"]) for p in out.get(cid, [])}
-        for key in json.loads(config).get("ExposedPorts") or {}:
-            port, _, proto = key.partition("/")
-            if port.isdigit() and (int(port), proto or "tcp") not in have:
-                out.setdefault(cid, []).append({"PrivatePort": int(port), "Type": proto or "tcp"})
-    return out
-
-
-def networks_of(engine: Engine) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for cid, name in engine.store.db.execute(
-            "SELECT e.container_id, n.name FROM endpoints e JOIN networks n ON n.id=e.network_id ORDER BY e.idx"):
-        out.setdefault(cid, []).append(name)
-    return out
-
-
-def settings(engine: Engine, c: Container) -> dict[str, Any]:
-    """docker's NetworkSettings for a container."""
-    import ipaddress
-
-    from kran.engine.netrecord import net_extra
-    from kran.engine.record import netns_path
-    from kran.network import ports as P
-
-    db = engine.store.db
-    nets: dict[str, Any] = {}
-    top = {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}
-    for nid, _idx, aliases, want, epid, ip, mac, _hif in _endpoint_rows(engine, c.id):
-        n = get_net(engine, nid)
-        prefix = ipaddress.ip_network(n.subnet).prefixlen if n.subnet else 0
-        al = json.loads(aliases)
-        req, ip6 = endpoint_extra(engine, c.id, nid)
-        v6 = net_extra(engine, nid).v6 if ip6 else None
-        ipam_cfg: dict[str, Any] = {}
-        if want:
-            ipam_cfg["IPv4Address"] = want
-        if req.ipv6:
-            ipam_cfg["IPv6Address"] = req.ipv6
-        if req.link_local:
-            ipam_cfg["LinkLocalIPs"] = list(req.link_local)
-        ep = {
-            "IPAMConfig": ipam_cfg or None, "Links": list(req.links) or None,
-            "Aliases": (al + [c.id[:12]]) if n.user_defined else None,
-            # a MAC asked for is shown before the container runs too (docker's connect --mac-address)
-            "MacAddress": mac if ip else req.mac, "NetworkID": n.id, "EndpointID": epid if ip else "",
-            "Gateway": n.gateway if ip else "", "IPAddress": ip or "", "IPPrefixLen": prefix if ip else 0,
-            "IPv6Gateway": v6.gateway if v6 else "", "GlobalIPv6Address": ip6 or "",
-            "GlobalIPv6PrefixLen": ipaddress.ip_network(v6.subnet).prefixlen if v6 else 0,
-            "DriverOpts": dict(req.driver_opts) or None,
-            "DNSNames": ([c.name, *al, c.id[:12]] if n.user_defined else None),
-        }
-        nets[n.name] = ep
-        if n.builtin and n.is_bridge and ip:
-            top = {"EndpointID": epid, "Gateway": n.gateway, "IPAddress": ip, "IPPrefixLen": prefix, "MacAddress": mac}
-    mode = c.host_config.get("NetworkMode") or "default"
-    if mode in ("host", "none"):
-        n = resolve(engine, mode)
-        nets[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "NetworkID": n.id,
-                      "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                      "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": None, "DNSNames": None}
-    ports_map: dict[str, Any] = {}
-    if c.running:
-        for port, proto in P.exposed(c.config, c.host_config):
-            ports_map[f"{port}/{proto}"] = None
-        for host_ip, host_port, proto, cport in db.execute(
-                "SELECT host_ip, host_port, proto, container_port FROM ports WHERE container_id=? ORDER BY rowid", (c.id,)):
-            ports_map.setdefault(f"{cport}/{proto}", None)
-            lst = ports_map[f"{cport}/{proto}"] or []
-            lst.append({"HostIp": host_ip, "HostPort": str(host_port)})
-            ports_map[f"{cport}/{proto}"] = lst
-    sandbox = netns_path(engine, c.id) if os.path.exists(netns_path(engine, c.id)) else ""
-    return {
-        "Bridge": "", "SandboxID": c.id if sandbox else "", "SandboxKey": sandbox, "HairpinMode": False,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports_map,
-        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-        **top, "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPv6Gateway": "",
-        "Networks": nets,
-    }

@@ -13,19 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kran.engine import label_match
+from kran.engine.endpointplan import EndpointPlan, parse_endpoint, plan, record  # noqa: F401 - re-exported
 from kran.engine.endpoints import (  # noqa: F401 - re-exported
-    EndpointPlan,
     Setup,
     connect,
     disconnect,
-    networks_of,
-    parse_endpoint,
-    plan,
-    published_ports,
     reconcile,
-    record,
     refresh_dns,
-    settings,
     setup,
     teardown,
 )
@@ -46,6 +40,7 @@ from kran.engine.netrecord import (  # noqa: F401 - re-exported
     resolve,
     table_exists,
 )
+from kran.engine.netsettings import networks_of, published_ports, settings  # noqa: F401 - re-exported
 from kran.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from kran.storage.db import transaction
 
