@@ -20,7 +20,7 @@ from kran.storage.db import transaction
 if TYPE_CHECKING:
     from kran.engine import Engine
     from kran.engine.networks import EndpointPlan
-    from kran.engine.request import CreateRequest
+    from kran.engine.request import CreateRequest, HostConfig
 
 # docker's json-file is the one log driver kran writes ("local" is its own format with the same
 # reading side; "none" keeps no log)
@@ -94,7 +94,7 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
     legacy_rt = cfg.pop("Runtime", None)
     if isinstance(legacy_rt, str) and legacy_rt and not h.get("Runtime"):
         h["Runtime"] = legacy_rt  # docker-py sends create(runtime=...) beside the Config, not in HostConfig
-    _validate_host_config(h)
+    _validate_host_config(req.host_config)
     _validate_request(engine, req)
     if name is not None:
         if not NAME_RE.match(name):
@@ -113,7 +113,7 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
 
     networking = req.networking_json if req.networking_config.endpoints_config else None
     net_plan = networks.plan(engine, h, networking)
-    _endpoint_extras(engine, req, h, net_plan)
+    _endpoint_extras(req, h, net_plan)
     if plan.mountpoints:
         h["_MountPoints"] = plan.mountpoints
     with store.writing():
@@ -185,28 +185,39 @@ def _resolv_conf() -> str:
     return "\n".join(out) + "\n"
 
 
-def _validate_host_config(h: dict[str, Any]) -> None:
-    rp = h.get("RestartPolicy") or {}
-    if rp.get("Name") and rp["Name"] not in ("no", "always", "on-failure", "unless-stopped"):
-        raise InvalidArgument(f"invalid restart policy '{rp['Name']}'")
-    if h.get("AutoRemove") and rp.get("Name") not in (None, "", "no"):
+def _validate_host_config(h: HostConfig) -> None:
+    """dockerd's HostConfig checks (daemon/daemon_unix.go verifyPlatformContainerSettings and
+    runconfig), on the typed request."""
+    rp = h.restart_policy.name if h.restart_policy else ""
+    if rp and rp not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{rp}'")
+    if h.restart_policy and h.restart_policy.maximum_retry_count < 0:
+        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+    if h.auto_remove and rp not in ("", "no"):
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
-    if h.get("Memory") and 0 < int(h["Memory"]) < 6 * 1024 * 1024:
+    if 0 < h.memory < 6 * 1024 * 1024:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if h.get("MemorySwap") and int(h["MemorySwap"]) > 0 and h.get("Memory") and int(h["MemorySwap"]) < int(h["Memory"]):
+    if h.memory_swap > 0 and h.memory and h.memory_swap < h.memory:
         raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if h.get("MemorySwap") and not h.get("Memory") and int(h["MemorySwap"]) > 0:
+    if h.memory_swap > 0 and not h.memory:
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
-    if h.get("NanoCpus"):
-        n = int(h["NanoCpus"])
+    if h.nano_cpus:
         ncpu = os.cpu_count() or 1
-        if n < 0 or n > ncpu * 1_000_000_000:
+        if h.nano_cpus < 0 or h.nano_cpus > ncpu * 1_000_000_000:
             raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-    if h.get("StopSignal"):
+        if h.cpu_period or h.cpu_quota:
+            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if h.blkio_weight and not 10 <= h.blkio_weight <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    if h.oom_score_adj and not -1000 <= h.oom_score_adj <= 1000:
+        raise InvalidArgument(f"Invalid value {h.oom_score_adj}, range for oom score adj is [-1000, 1000]")
+    if h.stop_signal:
         from kran.engine.spec import parse_signal
 
-        parse_signal(h["StopSignal"])
-
+        try:
+            parse_signal(h.stop_signal)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
 
 
 def _validate_request(engine: Engine, req: CreateRequest) -> None:
@@ -229,37 +240,12 @@ def _validate_request(engine: Engine, req: CreateRequest) -> None:
             raise InvalidArgument(f"invalid MAC address: {mac}")
 
 
-def _endpoint_extras(engine: Engine, req: CreateRequest, h: dict[str, Any], plans: list[EndpointPlan]) -> None:
-    """Per-endpoint settings the network plan does not carry: every network named in
-    EndpointsConfig must exist (docker's "network X not found"); MAC addresses and driver options
-    are kept in the host config's private keys, by network ID, for the start and for inspect."""
-    from kran.engine import networks
-
-    eps = {k: v for k, v in (req.networking_config.endpoints_config or {}).items()}
-    if len(eps) > 1:  # one entry not naming the container's network is ignored, as by docker
-        for ref in eps:
-            networks.resolve(engine, ref)
-    by_net: dict[str, Any] = {}
-    for ref, ep in eps.items():
-        if ep is None:
-            continue
-        try:
-            by_net[networks.resolve(engine, ref).id] = ep
-        except NotFound:
-            continue
-    macs: dict[str, str] = {}
-    opts: dict[str, dict[str, str]] = {}
-    for i, p in enumerate(plans):
-        ep = by_net.get(p.network_id)
-        mac = (ep.mac_address if ep else "") or (req.config.mac_address if i == 0 else "")
-        if mac:
-            macs[p.network_id] = mac.lower()
-        if ep and ep.driver_opts:
-            opts[p.network_id] = dict(ep.driver_opts)
-    if macs:
-        h["_MacAddresses"] = macs
-    if opts:
-        h["_DriverOpts"] = opts
+def _endpoint_extras(req: CreateRequest, h: dict[str, Any], plans: list[EndpointPlan]) -> None:
+    """Config.MacAddress (docker's --mac-address before API 1.44) is the MAC of the container's
+    first network; it is kept, by network ID, in the host config's private keys for the start (an
+    endpoint's own MacAddress, kept with the endpoint, wins)."""
+    if req.config.mac_address and plans:
+        h["_MacAddresses"] = {plans[0].network_id: req.config.mac_address.lower()}
 
 
 def _named(h: dict[str, Any], name: str) -> dict[str, Any]:

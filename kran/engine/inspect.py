@@ -86,12 +86,7 @@ def mounts_json(engine: Engine, c: Container) -> list[dict[str, Any]]:
 def _network_settings(engine: Engine, c: Container) -> dict[str, Any]:
     from kran.engine.networks import settings
 
-    ns = settings(engine, c)
-    opts = c.host_config.get("_DriverOpts") or {}
-    for ep in (ns.get("Networks") or {}).values():
-        if ep.get("NetworkID") in opts:  # kept by create (the endpoint's DriverOpts)
-            ep["DriverOpts"] = opts[ep["NetworkID"]]
-    return ns
+    return settings(engine, c)
 
 
 def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:

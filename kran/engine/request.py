@@ -293,6 +293,27 @@ def _check(tp: Any, v: Any, path: str) -> Any:
     return v
 
 
+def _no_nulls(tp: Any, v: Any) -> Any:
+    """Go leaves a struct field at its zero value for a JSON null: such fields are dropped, so the
+    dataclass defaults apply (a null in a map, like EndpointsConfig's ``{"net": null}``, stays)."""
+    if v is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, __import__("types").UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _no_nulls(args[0], v) if len(args) == 1 else v
+    if origin is list and isinstance(v, list):
+        return [_no_nulls(typing.get_args(tp)[0], x) for x in v]
+    if origin is dict and isinstance(v, dict):
+        return {k: _no_nulls(typing.get_args(tp)[1], x) for k, x in v.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(v, dict):
+        hints = typing.get_type_hints(tp)
+        keys = {f.metadata.get("json"): f.name for f in dataclasses.fields(tp) if f.metadata.get("json")}
+        return {k: (_no_nulls(hints[keys[k]], x) if k in keys else x) for k, x in v.items()
+                if not (k in keys and x is None)}
+    return v
+
+
 def _decode(cls: type[Any], data: Any, path: str) -> tuple[Any, dict[str, Any]]:
     if data is None:
         data = {}
@@ -300,7 +321,7 @@ def _decode(cls: type[Any], data: Any, path: str) -> tuple[Any, dict[str, Any]]:
         raise InvalidArgument(f"json: cannot unmarshal {_json_kind(data)} into Go value of type {_go_type(cls)}")
     try:
         checked = _check(cls, data, path)
-        return decode(cls, checked), checked
+        return decode(cls, _no_nulls(cls, checked)), checked
     except _TypeError as e:
         raise InvalidArgument(str(e)) from None
     except (ValueError, TypeError) as e:  # a shape the checks above let through
