@@ -270,6 +270,10 @@ def cmd_kill(engine: Any, p: P) -> int:
 def cmd_rm(engine: Any, p: P) -> int:
     from kran.engine import containers
 
+    if p.link:  # docker rm --link /parent/alias: only the link goes
+        from kran.engine import links
+
+        return _each(p.args, lambda n: links.remove(engine, n))
     return _each(p.args, lambda n: containers.remove(engine, n, force=p.force, volumes=p.volumes))
 
 

@@ -169,3 +169,15 @@ def test_list_fields(api, api_busybox):
         ct.kill()
         ct.remove()
     assert ct.id not in [x.id for x in c.containers.list(all=True)]
+
+
+def test_kran_cli_rm_link(api, api_busybox):
+    """``kran rm --link`` removes a link made through the API, as docker's does."""
+    c = api.client()
+    c.containers.create("busybox", "true", name="db2")
+    c.containers.create("busybox", "true", name="app3", links={"db2": "store"})
+    api.kran("rm", "--link", "/app3/store")
+    assert c.api.inspect_container("app3")["HostConfig"]["Links"] is None
+    assert {x.name for x in c.containers.list(all=True)} == {"db2", "app3"}
+    p = api.kran("rm", "--link", "/app3/store", check=False)
+    assert p.returncode == 1 and "No such container: /app3/store" in p.err
