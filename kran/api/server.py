@@ -39,7 +39,8 @@ DEFAULT_SOCKET = "/run/kran/kran.sock"
 BACKLOG = 128
 MAX_CONNECTIONS = 128
 IDLE_TIMEOUT = 300.0
-POOL_KEEP = 8  # idle engines kept open for the next requests
+POOL_KEEP = 8  # idle engines kept open for the next requests, at most
+POOL_LINGER = 1.0  # seconds an idle engine beyond the first stays open
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 
 
@@ -64,20 +65,23 @@ class EnginePool:
     file (an flock, and a per-engine nesting count) belong to one user at a time; two threads
     sharing them would share a transaction and each other's lock.  Why not one per request: that is
     what leaked a connection and a file descriptor per request.  So a small stack of idle engines,
-    reused; a burst beyond ``keep`` opens extra ones and closes them when they come back.
+    reused: at most ``keep`` stay open, and those beyond one that are not used again within
+    ``linger`` seconds are closed, so a quiet server holds one engine whatever the burst before.
     """
 
-    def __init__(self, root: str, keep: int = POOL_KEEP) -> None:
+    def __init__(self, root: str, keep: int = POOL_KEEP, linger: float = POOL_LINGER) -> None:
         self.root = root
         self._keep = keep
-        self._idle: list[Any] = []
+        self._linger = linger
+        self._idle: list[tuple[Any, float]] = []  # (engine, when it came back); the newest last
         self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self._closed = False
 
     @contextmanager
     def lend(self) -> Iterator[Any]:
         with self._lock:
-            engine = self._idle.pop() if self._idle else None
+            engine = self._idle.pop()[0] if self._idle else None
         if engine is None:
             from kran.engine import Engine
 
@@ -85,19 +89,49 @@ class EnginePool:
         try:
             yield engine
         finally:
-            keep = engine.reusable()
-            with self._lock:
-                if keep and not self._closed and len(self._idle) < self._keep:
-                    self._idle.append(engine)
-                    engine = None
-            if engine is not None:
-                engine.close()
+            self._give_back(engine)
+
+    def _give_back(self, engine: Any) -> None:
+        import time
+
+        keep = engine.reusable()
+        with self._lock:
+            if keep and not self._closed and len(self._idle) < self._keep:
+                self._idle.append((engine, time.monotonic()))
+                engine = None
+                if len(self._idle) > 1 and self._timer is None:
+                    self._timer = threading.Timer(self._linger, self._trim)
+                    self._timer.daemon = True
+                    self._timer.start()
+        if engine is not None:
+            engine.close()
+
+    def _trim(self) -> None:
+        import time
+
+        with self._lock:
+            self._timer = None
+            now = time.monotonic()
+            stale = [e for e, t in self._idle[:-1] if now - t >= self._linger]
+            self._idle = [(e, t) for e, t in self._idle[:-1] if now - t < self._linger] + self._idle[-1:]
+            if len(self._idle) > 1 and not self._closed:
+                self._timer = threading.Timer(self._linger, self._trim)
+                self._timer.daemon = True
+                self._timer.start()
+        for e in stale:
+            e.close()
+
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for e in idle:
+            if self._timer is not None:
+                self._timer.cancel()
+        for e, _ in idle:
             e.close()
 
 

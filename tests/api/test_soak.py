@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 
-from kran.api.server import POOL_KEEP
 from tests.api.conftest import UnixHTTP, open_fds
 
 TOTAL = 5000
@@ -39,17 +38,7 @@ def _fd_targets(pid: int) -> list[str]:
     return out
 
 
-def _db_fds(pid: int) -> int:
-    """Open engines' databases (one kran.db descriptor each)."""
-    return sum(1 for t in _fd_targets(pid) if t.endswith("/kran.db"))
-
-
-def _other_fds(pid: int) -> int:
-    """Descriptors other than the engines' store files (kran.db and its -wal/-shm, the lock)."""
-    return sum(1 for t in _fd_targets(pid) if not t.endswith(("/kran.db", "/kran.db-wal", "/kran.db-shm", "/lock")))
-
-
-def _settle(pid: int, want: int, seconds: float = 5.0) -> int:
+def _settle(pid: int, want: int, seconds: float = 8.0) -> int:
     """The fd count once the server has finished closing what clients left (within ``seconds``)."""
     deadline = time.monotonic() + seconds
     n = open_fds(pid)
@@ -144,8 +133,11 @@ def test_concurrent_streams_and_abandoned_attaches_leave_the_server_healthy(api,
                               network_mode="none")
     for _ in range(5):
         UnixHTTP(api.sock).call("GET", "/containers/json")
+    c.close()
     time.sleep(0.2)
-    base = _other_fds(pid)
+    base = open_fds(pid)
+    c = api.client()
+    low = c.api
 
     # two clients following at once: logs -f and events
     got = {"logs": 0, "events": 0}
@@ -195,13 +187,9 @@ def test_concurrent_streams_and_abandoned_attaches_leave_the_server_healthy(api,
     s.close()
 
     c.close()  # its pooled keep-alive connections are the client's, not a leak
-    # What the streams and the abandoned attaches held (sockets, pipes) is back to what it was;
-    # the engines they borrowed went back to the pool, which keeps at most POOL_KEEP of them open.
-    deadline = time.monotonic() + 5
-    while _other_fds(pid) > base and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _other_fds(pid) <= base, f"fds: {_fd_targets(pid)} (other than the store's) against {base} before"
-    assert _db_fds(pid) <= POOL_KEEP, _fd_targets(pid)
+    # What the streams and the abandoned attaches held (sockets, pipes, borrowed engines beyond the
+    # one the pool keeps for a quiet server) is closed within a few seconds.
+    assert _settle(pid, base) <= base, f"fds: {_fd_targets(pid)} against {base} before the streams"
     r, data = UnixHTTP(api.sock).call("GET", "/_ping")
     assert (r.status, data) == (200, b"OK")
     ticker.remove(force=True)
