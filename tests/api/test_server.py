@@ -239,3 +239,27 @@ def test_the_pid_is_the_server(api):
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     assert [line for line in ps.splitlines() if str(api.sock) in line and "kran" in line
             and int(line.split()[0]) != api.proc.pid] == []
+
+
+def test_engine_pool_reuses_bounds_and_closes(tmp_path):
+    from kran.api.server import EnginePool
+
+    def my_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = my_fds()
+    pool = EnginePool(str(tmp_path / "root"), keep=3, linger=0.3)
+    with pool.lend() as a:
+        a.store.db.execute("SELECT 1")
+        with pool.lend() as b, pool.lend() as c, pool.lend() as d:
+            assert len({id(a), id(b), id(c), id(d)}) == 4  # one user each
+            for e in (b, c, d):
+                e.store.db.execute("SELECT 1")
+    assert pool.idle() == 3  # d, c, b came back and stayed; a, the fourth, was closed
+    assert "store" not in a.__dict__
+    with pool.lend() as again:
+        assert again is b  # the most recently returned is lent first
+    time.sleep(0.8)
+    assert pool.idle() == 1  # a quiet pool keeps one
+    pool.close()
+    assert pool.idle() == 0 and my_fds() == before
