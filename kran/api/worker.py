@@ -24,7 +24,13 @@ def _line(obj: dict[str, Any]) -> bytes:
 
 
 def error_line(e: BaseException) -> bytes:
-    msg = str(e) if isinstance(e, KranError) else f"{type(e).__name__}: {e}"
+    if isinstance(e, KranError):
+        msg = str(e)
+    else:  # a bug: the traceback for the service's log, a plain message for the client
+        import traceback
+
+        traceback.print_exception(e)
+        msg = f"kran: internal error: {e}"
     return _line({"errorDetail": {"message": msg}, "error": msg})
 
 
