@@ -40,7 +40,7 @@ BACKLOG = 128
 MAX_CONNECTIONS = 128
 IDLE_TIMEOUT = 300.0
 POOL_KEEP = 8  # idle engines kept open for the next requests, at most
-POOL_LINGER = 1.0  # seconds an idle engine beyond the first stays open
+POOL_LINGER = 1.0  # seconds an idle engine stays open
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 
 
@@ -65,8 +65,10 @@ class EnginePool:
     file (an flock, and a per-engine nesting count) belong to one user at a time; two threads
     sharing them would share a transaction and each other's lock.  Why not one per request: that is
     what leaked a connection and a file descriptor per request.  So a small stack of idle engines,
-    reused: at most ``keep`` stay open, and those beyond one that are not used again within
-    ``linger`` seconds are closed, so a quiet server holds one engine whatever the burst before.
+    reused: at most ``keep`` stay open, and those not used again within ``linger`` seconds are
+    closed, so a quiet server holds no engine whatever the burst before.  (Closing them all matters:
+    SQLite keeps a closed connection's descriptor open, for reuse, while another connection of the
+    process still holds a lock on the same file, which an open WAL connection always does.)
     """
 
     def __init__(self, root: str, keep: int = POOL_KEEP, linger: float = POOL_LINGER) -> None:
@@ -99,7 +101,7 @@ class EnginePool:
             if keep and not self._closed and len(self._idle) < self._keep:
                 self._idle.append((engine, time.monotonic()))
                 engine = None
-                if len(self._idle) > 1 and self._timer is None:
+                if self._timer is None:
                     self._timer = threading.Timer(self._linger, self._trim)
                     self._timer.daemon = True
                     self._timer.start()
@@ -112,9 +114,9 @@ class EnginePool:
         with self._lock:
             self._timer = None
             now = time.monotonic()
-            stale = [e for e, t in self._idle[:-1] if now - t >= self._linger]
-            self._idle = [(e, t) for e, t in self._idle[:-1] if now - t < self._linger] + self._idle[-1:]
-            if len(self._idle) > 1 and not self._closed:
+            stale = [e for e, t in self._idle if now - t >= self._linger]
+            self._idle = [(e, t) for e, t in self._idle if now - t < self._linger]
+            if self._idle and not self._closed:
                 self._timer = threading.Timer(self._linger, self._trim)
                 self._timer.daemon = True
                 self._timer.start()

@@ -260,6 +260,9 @@ def test_engine_pool_reuses_bounds_and_closes(tmp_path):
     with pool.lend() as again:
         assert again is b  # the most recently returned is lent first
     time.sleep(0.8)
-    assert pool.idle() == 1  # a quiet pool keeps one
+    assert pool.idle() == 0 and my_fds() == before  # a quiet pool closes them all
+    with pool.lend() as e:
+        e.store.db.execute("SELECT 1")
+    assert pool.idle() == 1
     pool.close()
     assert pool.idle() == 0 and my_fds() == before
