@@ -99,7 +99,7 @@ def connect_network(req: Request) -> None:
     from kran.engine import networks
 
     body = req.body_json()
-    container = body.get("Container") or ""
+    container = _opt_str(body, "Container") or ""
     if not container:
         raise InvalidArgument("container is required")
     aliases, ipv4, extra = networks.parse_endpoint(body.get("EndpointConfig"))
@@ -112,7 +112,7 @@ def disconnect_network(req: Request) -> None:
     from kran.engine import networks
 
     body = req.body_json()
-    container = body.get("Container") or ""
+    container = _opt_str(body, "Container") or ""
     if not container:
         raise InvalidArgument("container is required")
     networks.disconnect(req.engine, req.params["id"], container, force=bool(body.get("Force")))

@@ -53,6 +53,11 @@ def test_network_records(api, api_busybox):
                 {"Name": "x", "IPAM": {"Config": "172.30.0.0/16"}}, {"Name": "x", "Internal": "yes"}):
         r = c.api._post_json(c.api._url("/networks/create"), data=bad)
         assert r.status_code == 400, (bad, r.text)
+    r = c.api._post_json(c.api._url("/networks/{0}/connect", n.id), data={"Container": 5})
+    assert r.status_code == 400, r.text
+    r = c.api._post_json(c.api._url("/networks/{0}/connect", n.id),
+                         data={"Container": "x", "EndpointConfig": {"Aliases": "a"}})
+    assert r.status_code == 400, r.text
     with pytest.raises(docker.errors.APIError) as e:
         c.networks.create("test 01")
     assert e.value.status_code == 409
