@@ -159,10 +159,12 @@ def _pull_one(engine: Engine, sessions: list[Session], ref: refs.Reference, plat
     from kran.registry.client import MANIFEST_ACCEPT, resolve_manifest
 
     want = ref.digest or ref.tag or "latest"
-    report(Progress(f"Pulling from {ref.path}", want))
     session, manifest, media_type, digest = _denied_as_docker(
         ref, lambda: resolve_manifest(sessions, ref.path, want, _platform(platform))
     )
+    # "Pulling from" only once the manifest is found, as dockerd: a missing repository, tag or
+    # digest is then the request's own error status (404), not a line inside a 200 stream
+    report(Progress(f"Pulling from {ref.path}", want))
     try:
         doc = json.loads(manifest)
         config_desc = doc["config"]

@@ -132,6 +132,14 @@ def test_pull_push_local_registry(api, api_busybox, registry):  # noqa: F811
 
     with pytest.raises(docker.errors.NotFound):
         c.images.pull(name, tag="nope")
+    # a missing digest is the request's own 404 (nothing streamed before the manifest is found)
+    missing = "sha256:" + "0" * 64
+    with pytest.raises(docker.errors.NotFound) as e:
+        c.api.pull(name, tag=missing)
+    assert f"manifest for {name}@{missing} not found" in str(e.value)
+    p = api.docker("pull", f"{name}@{missing}", check=False)
+    assert p.returncode == 1 and "Pulling from" not in p.out
+    assert f"Error response from daemon: manifest for {name}@{missing} not found" in p.err
     with pytest.raises(docker.errors.APIError) as e:
         list(c.images.push(f"{registry.host}/nothere", tag="1", stream=True))
     assert "An image does not exist locally" in str(e.value)
