@@ -270,50 +270,26 @@ def remove_link(req: Request) -> None:
 def wait_container(req: Request) -> None:
     """Headers go out at once (the docker CLI waits for them before it starts the container), the
     result when the condition is met."""
-    from kran.engine import containers
+    from kran.engine.lifecycle import ContainerGone, Waiter
 
-    cond = req.q("condition") or "not-running"
-    if cond not in ("not-running", "next-exit", "removed"):
-        raise InvalidArgument(f"invalid condition: {cond!r}")
-    e = req.engine
-    c = _get(req)
-    first_run = (c.state or {}).get("finished_at"), c.status
-
-    def exited_since(cur: Any) -> bool:
-        # a container with a restart policy may be up again before we look: its finish time (or
-        # restart count) has moved on, which is the exit docker's waiter is woken by
-        st, st0 = cur.state or {}, c.state or {}
-        return c.running and ((st.get("finished_at") or "") != (st0.get("finished_at") or "")
-                              or int(st.get("restart_count") or 0) != int(st0.get("restart_count") or 0))
-
-    def done(cur: Any) -> bool:
-        if cond == "not-running":
-            return not cur.running or exited_since(cur)
-        if cond == "next-exit":
-            return (not cur.running and cur.status != "created" and (
-                (cur.state or {}).get("finished_at"), cur.status) != first_run) or exited_since(cur)
-        return False
+    w = Waiter(req.engine, req.params["id"], req.q("condition") or "not-running")
 
     def result() -> Iterator[bytes]:
-        cur = c
-        delay = 0.01
-        while True:
-            if done(cur):
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-            try:
-                cur = containers.get(e, c.id)
-            except NotFound:  # removed (--rm): it has exited, maybe between two looks
-                if cur.status == "exited":
-                    break
+        try:
+            code = w.result()
+        except ContainerGone as gone:  # removed (--rm): it has exited, maybe between two looks
+            if gone.last.status != "exited":
                 # an attach saw its exit frame (docker run --rm): it records the code at once
+                cid = gone.last.id
                 end = time.monotonic() + 2.0
-                while c.id not in _ATTACH.exits and time.monotonic() < end:
+                while cid not in _ATTACH.exits and time.monotonic() < end:
                     time.sleep(0.02)
-                yield _wait_body(_ATTACH.exits.get(c.id, 0))
-                return
-        yield _wait_body(containers.exit_code_of(cur))
+                code = _ATTACH.exits.get(cid, 0)
+            else:
+                from kran.engine.record import exit_code_of
+
+                code = exit_code_of(gone.last)
+        yield _wait_body(code if code is not None else 0)
 
     req.send_stream(result(), "application/json")
 

@@ -303,7 +303,7 @@ def cmd_wait(engine: Any, p: P) -> int:
     rc = 0
     for n in p.args:
         try:
-            print(containers.wait_exit(engine, n))
+            print(containers.wait(engine, n))  # docker's: also the exit of a container that restarts
         except KranError as e:
             _err(e)
             rc = 1

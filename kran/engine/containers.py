@@ -27,7 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 from kran.engine.create import _merge_config, _random_name, _resolv_conf, _validate_host_config, create
 from kran.engine.inspect import ZERO_TIME, _du, filter_containers, inspect, mounts_json, size_rw
-from kran.engine.lifecycle import _clear_paused, _request_stop, _stop, kill, pause, stop, unpause, wait_exit
+from kran.engine.lifecycle import (
+    _clear_paused,
+    _request_stop,
+    _stop,
+    kill,
+    pause,
+    stop,
+    unpause,
+    wait,
+    wait_exit,
+)
 from kran.engine.live import (
     _cleanup_after_exit,
     _event,
@@ -516,5 +526,5 @@ __all__ = [  # what callers import from here, wherever it lives
     "_runtime_path", "_stop", "_validate_host_config", "_write_state", "all_containers", "containers_using_image",
     "create", "exit_code_of", "filter_containers", "get", "inspect", "kill", "mounts_json", "netns_path", "pause",
     "prune", "remove", "rename", "restart", "run_dir", "size_rw", "start", "status_text", "stop", "unpause",
-    "wait_exit", "will_remove",
+    "wait", "wait_exit", "will_remove",
 ]

@@ -70,6 +70,80 @@ def wait_exit(engine: Engine, ref: str, timeout: float | None = None) -> int | N
         delay = min(delay * 2, 0.1)
 
 
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+class ContainerGone(Exception):
+    """The container was removed while a :class:`Waiter` waited (``--rm``); ``last`` is the record
+    as last seen."""
+
+    def __init__(self, last: Container) -> None:
+        super().__init__(last.id)
+        self.last = last
+
+
+class Waiter:
+    """docker's ``wait`` (CLI and API): looks the container up at once (so a missing one fails
+    before anything is sent), then :meth:`result` blocks until the condition holds.
+
+    ``not-running`` returns at once for a container that does not run, else at its next exit --
+    also when a restart policy has it up again before we look (its finish time or restart count
+    moved on: the exit docker's waiter is woken by).  ``next-exit`` waits for an exit after this
+    call.  ``removed`` waits for the removal (:class:`ContainerGone`).
+    """
+
+    def __init__(self, engine: Engine, ref: str, condition: str = "not-running") -> None:
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        self.engine = engine
+        self.condition = condition
+        self.first = get(engine, ref)
+
+    def _exited_since(self, cur: Container) -> bool:
+        st, st0 = cur.state or {}, self.first.state or {}
+        return self.first.running and ((st.get("finished_at") or "") != (st0.get("finished_at") or "")
+                                       or int(st.get("restart_count") or 0) != int(st0.get("restart_count") or 0))
+
+    def _done(self, cur: Container) -> bool:
+        if self.condition == "not-running":
+            return not cur.running or self._exited_since(cur)
+        if self.condition == "next-exit":
+            first = (self.first.state or {}).get("finished_at"), self.first.status
+            return (not cur.running and cur.status != "created"
+                    and ((cur.state or {}).get("finished_at"), cur.status) != first) or self._exited_since(cur)
+        return False
+
+    def result(self, timeout: float | None = None) -> int | None:
+        """The exit code once the condition holds; None on timeout; ContainerGone if removed."""
+        from kran.engine.record import exit_code_of
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cur = self.first
+        delay = 0.01
+        while not self._done(cur):
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            try:
+                cur = get(self.engine, self.first.id)
+            except ContainerNotFound:
+                raise ContainerGone(cur) from None
+        return exit_code_of(cur)
+
+
+def wait(engine: Engine, ref: str, condition: str = "not-running") -> int:
+    """``kran wait``: block until the condition holds; the exit code (a container removed
+    meanwhile, as with --rm, gives the code it was last seen with)."""
+    from kran.engine.record import exit_code_of
+
+    try:
+        code = Waiter(engine, ref, condition).result()
+    except ContainerGone as gone:
+        return exit_code_of(gone.last) if gone.last.status == "exited" else 0
+    return code if code is not None else 0
+
+
 def stop(engine: Engine, ref: str, timeout: int | None = None, sig: str | None = None) -> Container:
     c = _stop(engine, ref, timeout, sig)
     _event(engine, "stop", c.id)

@@ -181,3 +181,33 @@ def test_kran_cli_rm_link(api, api_busybox):
     assert {x.name for x in c.containers.list(all=True)} == {"db2", "app3"}
     p = api.kran("rm", "--link", "/app3/store", check=False)
     assert p.returncode == 1 and "No such container: /app3/store" in p.err
+
+
+def test_cli_wait_on_a_restarting_container(api, api_busybox):
+    """``kran wait`` and ``docker wait`` return at the exit of a container that restarts (docker's)."""
+    cid = api.kran("run", "-d", "--restart", "always", "--network", "none", "busybox", "sh", "-c",
+                   "sleep 1; exit 3").out.strip()
+    try:
+        t0 = time.monotonic()
+        assert api.kran("wait", cid, timeout=30).out.strip() == "3"
+        assert time.monotonic() - t0 < 15
+        assert api.docker("wait", cid, timeout=30).out.strip() == "3"
+    finally:
+        api.kran("rm", "-f", cid)
+    # next-exit through the API: a created container's first exit
+    c = api.client()
+    ct = c.containers.create("busybox", ["sh", "-c", "exit 4"])
+    import threading
+
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(c.api.wait(ct.id, timeout=30, condition="next-exit")))
+    t.start()
+    time.sleep(0.3)
+    ct.start()
+    t.join(30)
+    assert out == [{"StatusCode": 4, "Error": None}]
+    import docker
+
+    with pytest.raises(docker.errors.APIError) as ei:
+        c.api.wait(ct.id, condition="whenever")
+    assert ei.value.status_code == 400 and "invalid condition" in ei.value.explanation
