@@ -124,6 +124,8 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
         "noNewPrivileges": any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
                                for o in h.get("SecurityOpt") or []),
     }
+    if h.get("OomScoreAdj"):
+        process["oomScoreAdj"] = int(h["OomScoreAdj"])
     if inp.user.additional_gids:
         process["user"]["additionalGids"] = list(inp.user.additional_gids)
     if c.get("Tty"):
@@ -189,6 +191,10 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
         mem["swap"] = swap
     if h.get("MemoryReservation"):
         mem["reservation"] = int(h["MemoryReservation"])
+    if h.get("MemorySwappiness") is not None and int(h["MemorySwappiness"]) >= 0:  # -1: the host's
+        mem["swappiness"] = int(h["MemorySwappiness"])
+    if h.get("OomKillDisable"):
+        mem["disableOOMKiller"] = True
     if mem:
         resources["memory"] = mem
     cpu: dict[str, Any] = {}
@@ -207,6 +213,8 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
         cpu["mems"] = h["CpusetMems"]
     if cpu:
         resources["cpu"] = cpu
+    if h.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": int(h["BlkioWeight"])}
     if h.get("PidsLimit") and int(h["PidsLimit"]) > 0:
         resources["pids"] = {"limit": int(h["PidsLimit"])}
 

@@ -134,3 +134,34 @@ def test_networking_config_naming_a_missing_network(api, api_busybox):
     ct = c.containers.create("busybox", "true", network="front", networking_config={"front": cfg["front"]})
     ep = c.api.inspect_container(ct.id)["NetworkSettings"]["Networks"]["front"]
     assert ep["DriverOpts"] == {"k": "v"} and ep["Aliases"][0] == "web"
+
+
+def test_resource_options_reach_the_container(api, api_busybox):
+    """HostConfig options that used to be accepted and dropped: oom score adj, swappiness, blkio weight."""
+    import os
+
+    c = api.client()
+    ct = c.containers.run("busybox", ["sh", "-c", "cat /proc/self/oom_score_adj; sleep 60"], detach=True,
+                          oom_score_adj=500, mem_swappiness=10, mem_limit="64m", blkio_weight=300)
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while not ct.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ct.logs().strip() == b"500"
+        hc = c.api.inspect_container(ct.id)["HostConfig"]
+        assert hc["OomScoreAdj"] == 500 and hc["MemorySwappiness"] == 10 and hc["BlkioWeight"] == 300
+        if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # cgroup v1: swappiness is per cgroup
+            pid = c.api.inspect_container(ct.id)["State"]["Pid"]
+            with open(f"/proc/{pid}/cgroup") as f:
+                path = next(ln.split(":", 2)[2].strip() for ln in f if ":memory:" in ln)
+            with open(f"/sys/fs/cgroup/memory{path}/memory.swappiness") as f:
+                assert f.read().strip() == "10"
+    finally:
+        ct.remove(force=True)
+    import docker
+
+    with pytest.raises(docker.errors.APIError) as ei:
+        c.containers.create("busybox", "true", oom_score_adj=5000)
+    assert ei.value.status_code == 400 and "range for oom score adj is [-1000, 1000]" in ei.value.explanation
