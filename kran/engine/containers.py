@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal as _signal
 from typing import TYPE_CHECKING, Any
 
-from kran.engine.create import _merge_config, _random_name, _resolv_conf, _validate_host_config, create
+from kran.engine.create import _merge_config, _random_name, _resolv_conf, create
 from kran.engine.inspect import ZERO_TIME, _du, filter_containers, inspect, mounts_json, size_rw
 from kran.engine.lifecycle import (
     _clear_paused,
@@ -409,12 +408,9 @@ def health_config(config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _size(s: str) -> int:
-    if not s or s == "0":
-        return 0
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", s.strip().lower())
-    if not m:
-        raise InvalidArgument(f"invalid max-size: {s}")
-    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)])
+    from kran.engine.validate import log_size
+
+    return log_size(s)
 
 
 def _signame(n: int) -> str:
@@ -523,7 +519,7 @@ __all__ = [  # what callers import from here, wherever it lives
     "ZERO_TIME", "NAME_RE", "Container", "ContainerNotFound", "_COLS", "_T", "_being_started", "_clear_paused",
     "_cleanup_after_exit", "_du", "_event", "_live_state", "_merge_config", "_now_rfc3339", "_pid_alive",
     "_random_name", "_released", "_request_stop", "_resolv_conf", "_row", "_runtime", "_runtime_argv",
-    "_runtime_path", "_stop", "_validate_host_config", "_write_state", "all_containers", "containers_using_image",
+    "_runtime_path", "_stop", "_write_state", "all_containers", "containers_using_image",
     "create", "exit_code_of", "filter_containers", "get", "inspect", "kill", "mounts_json", "netns_path", "pause",
     "prune", "remove", "rename", "restart", "run_dir", "size_rw", "start", "status_text", "stop", "unpause",
     "wait", "wait_exit", "will_remove",

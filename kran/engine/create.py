@@ -11,6 +11,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+from kran.engine import validate
 from kran.engine.live import _event
 from kran.engine.record import NAME_RE
 from kran.errors import Conflict, InvalidArgument, NotFound
@@ -20,7 +21,7 @@ from kran.storage.db import transaction
 if TYPE_CHECKING:
     from kran.engine import Engine
     from kran.engine.networks import EndpointPlan
-    from kran.engine.request import CreateRequest, HostConfig
+    from kran.engine.request import CreateRequest
 
 # docker's json-file is the one log driver kran writes ("local" is its own format with the same
 # reading side; "none" keeps no log)
@@ -94,7 +95,7 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
     legacy_rt = cfg.pop("Runtime", None)
     if isinstance(legacy_rt, str) and legacy_rt and not h.get("Runtime"):
         h["Runtime"] = legacy_rt  # docker-py sends create(runtime=...) beside the Config, not in HostConfig
-    _validate_host_config(req.host_config)
+    validate.check_create(req)
     _validate_request(engine, req)
     if name is not None:
         if not NAME_RE.match(name):
@@ -185,45 +186,8 @@ def _resolv_conf() -> str:
     return "\n".join(out) + "\n"
 
 
-def _validate_host_config(h: HostConfig) -> None:
-    """dockerd's HostConfig checks (daemon/daemon_unix.go verifyPlatformContainerSettings and
-    runconfig), on the typed request."""
-    rp = h.restart_policy.name if h.restart_policy else ""
-    if rp and rp not in ("no", "always", "on-failure", "unless-stopped"):
-        raise InvalidArgument(f"invalid restart policy '{rp}'")
-    if h.restart_policy and h.restart_policy.maximum_retry_count < 0:
-        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
-    if h.auto_remove and rp not in ("", "no"):
-        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
-    if 0 < h.memory < 6 * 1024 * 1024:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if h.memory_swap > 0 and h.memory and h.memory_swap < h.memory:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if h.memory_swap > 0 and not h.memory:
-        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
-    if h.nano_cpus:
-        ncpu = os.cpu_count() or 1
-        if h.nano_cpus < 0 or h.nano_cpus > ncpu * 1_000_000_000:
-            raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
-        if h.cpu_period or h.cpu_quota:
-            raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if h.blkio_weight and not 10 <= h.blkio_weight <= 1000:
-        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
-    if h.oom_score_adj and not -1000 <= h.oom_score_adj <= 1000:
-        raise InvalidArgument(f"Invalid value {h.oom_score_adj}, range for oom score adj is [-1000, 1000]")
-    if h.stop_signal:
-        from kran.engine.spec import parse_signal
-
-        try:
-            parse_signal(h.stop_signal)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
-
-
 def _validate_request(engine: Engine, req: CreateRequest) -> None:
-    """What dockerd refuses at create, beyond the JSON types."""
-    import re
-
+    """What dockerd refuses at create that needs the host (the runtime's binary)."""
     h = req.host_config
     driver = h.log_config.type if h.log_config else ""
     if driver and driver not in LOG_DRIVERS:
@@ -233,11 +197,6 @@ def _validate_request(engine: Engine, req: CreateRequest) -> None:
         from kran.engine.live import _runtime_path
 
         _runtime_path(engine, runtime)  # docker's "unknown or invalid runtime name: X"
-    macs = [req.config.mac_address] + [ep.mac_address for ep in (req.networking_config.endpoints_config or {}).values()
-                                      if ep is not None]
-    for mac in macs:
-        if mac and not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", mac):
-            raise InvalidArgument(f"invalid MAC address: {mac}")
 
 
 def _endpoint_extras(req: CreateRequest, h: dict[str, Any], plans: list[EndpointPlan]) -> None:

@@ -165,3 +165,36 @@ def test_resource_options_reach_the_container(api, api_busybox):
     with pytest.raises(docker.errors.APIError) as ei:
         c.containers.create("busybox", "true", oom_score_adj=5000)
     assert ei.value.status_code == 400 and "range for oom score adj is [-1000, 1000]" in ei.value.explanation
+
+
+@pytest.mark.parametrize(("config", "host", "message"), [
+    ({}, {"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}, "invalid ulimit type: bogus"),
+    ({}, {"PortBindings": {"80/tcp": [{"HostPort": "http"}]}}, 'invalid port specification: "http"'),
+    ({}, {"CpusetCpus": "0-99"}, "Requested CPUs are not available - requested 0-99"),
+    ({}, {"CpusetCpus": "a"}, "Invalid value a for cpuset cpus"),
+    ({}, {"ShmSize": -1}, "SHM size can not be less than 0"),
+    ({}, {"IpcMode": "bogus"}, "invalid IPC mode: bogus"),
+    ({}, {"MemorySwappiness": 101}, "valid memory swappiness range is 0-100"),
+    ({}, {"Memory": -1}, "Minimum memory limit allowed is 6MB"),
+    ({}, {"ExtraHosts": ["justaname"]}, 'bad format for add-host: "justaname"'),
+    ({}, {"LogConfig": {"Type": "json-file", "Config": {"max-size": "big"}}}, "invalid max-size: big"),
+    ({}, {"LogConfig": {"Type": "json-file", "Config": {"colour": "red"}}},
+     "unknown log opt 'colour' for json-file log driver"),
+    ({"WorkingDir": "rel"}, {}, "the working directory 'rel' is invalid, it needs to be an absolute path"),
+    ({"StopSignal": "SIGNOPE"}, {}, "Invalid signal: SIGNOPE"),
+    ({"ExposedPorts": {"x/tcp": {}}}, {}, 'invalid port specification: "x"'),
+    ({"Healthcheck": {"Test": ["CMD", "true"], "Interval": 5}}, {}, "Interval in Healthcheck cannot be less than 1ms"),
+])
+def test_refused_at_create_not_at_start(api, api_busybox, config, host, message):
+    """What dockerd refuses at create is refused there: 400, nothing created (not a 500 at start)."""
+    status, body = _post(api, "/v1.41/containers/create", {"Image": "busybox", "Cmd": ["true"], **config,
+                                                           "HostConfig": host})
+    assert status == 400 and message in body["message"], body
+    assert api.client().containers.list(all=True) == []
+
+
+def test_docker_cli_sees_create_refusals(api, api_busybox):
+    p = api.docker("create", "--cpuset-cpus", "0-99", "busybox", "true", check=False)
+    assert p.returncode != 0 and "Requested CPUs are not available" in p.err
+    p = api.docker("create", "-w", "rel", "busybox", "true", check=False)
+    assert p.returncode != 0 and "the working directory 'rel' is invalid" in p.err
