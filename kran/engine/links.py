@@ -119,7 +119,7 @@ def remove(engine: Engine, ref: str) -> None:
     if not parent:
         raise Conflict("Conflict, cannot remove the default link name")
     try:
-        c = get(engine, parent)
+        c = get(engine, parent.lstrip("/"))  # a name or an ID
     except NotFound:
         raise NotFound(f"Cannot get parent {parent} for link name {full}") from None
     links = list(c.host_config.get("Links") or [])

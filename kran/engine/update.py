@@ -76,6 +76,17 @@ def _validate(h: dict[str, Any], new: dict[str, Any]) -> None:
     w = int(new.get("BlkioWeight") or 0)
     if w and not 10 <= w <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    if new.get("CpusetCpus"):
+        from kran.engine.validate import parse_cpuset
+
+        ncpu = os.cpu_count() or 1
+        if max(parse_cpuset(str(new["CpusetCpus"]))) >= ncpu:
+            raise InvalidArgument(f"Requested CPUs are not available - requested {new['CpusetCpus']}, "
+                                  f"available: 0-{ncpu - 1}")
+    if new.get("CpusetMems"):
+        from kran.engine.validate import parse_cpuset
+
+        parse_cpuset(str(new["CpusetMems"]), "mems")
 
 
 def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +119,7 @@ def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         cpu["mems"] = str(new["CpusetMems"])
     if cpu:
         res["cpu"] = cpu
-    if new.get("PidsLimit"):
+    if "PidsLimit" in new:  # 0 or -1: unlimited (docker's)
         res["pids"] = {"limit": int(new["PidsLimit"]) if int(new["PidsLimit"]) > 0 else -1}
     if new.get("BlkioWeight"):
         res["blockIO"] = {"weight": int(new["BlkioWeight"])}

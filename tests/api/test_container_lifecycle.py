@@ -211,3 +211,24 @@ def test_cli_wait_on_a_restarting_container(api, api_busybox):
     with pytest.raises(docker.errors.APIError) as ei:
         c.api.wait(ct.id, condition="whenever")
     assert ei.value.status_code == 400 and "invalid condition" in ei.value.explanation
+
+
+def test_update_refusals_and_unlimited_pids(api, api_busybox):
+    import docker
+
+    c = api.client()
+    ct = c.containers.run("busybox", "sleep 60", detach=True, pids_limit=20)
+    try:
+        with pytest.raises(docker.errors.APIError) as ei:
+            ct.update(cpuset_cpus="0-99")
+        assert ei.value.status_code == 400 and "Requested CPUs are not available" in ei.value.explanation
+        with pytest.raises(docker.errors.NotFound):
+            c.api.update_container("nosuch", mem_limit="64m")
+        pid = c.api.inspect_container(ct.id)["State"]["Pid"]
+        api.docker("update", "--pids-limit", "-1", ct.id)
+        import os
+
+        v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        assert _cgroup_file(pid, "" if v2 else "pids", "pids.max") == "max"
+    finally:
+        ct.remove(force=True)
