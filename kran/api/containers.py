@@ -367,9 +367,10 @@ def container_stats(req: Request) -> None:
 
 @route("POST", "/containers/prune")
 def prune_containers(req: Request) -> None:
+    from kran.api.http import filter_args
     from kran.engine import containers
 
-    gone, space = containers.prune(req.engine)
+    gone, space = containers.prune(req.engine, filter_args(req.qjson("filters")))
     req.send_json({"ContainersDeleted": gone or None, "SpaceReclaimed": space})
 
 

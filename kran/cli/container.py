@@ -319,7 +319,7 @@ def cmd_prune(engine: Any, p: P) -> int:
         print("WARNING! This will remove all stopped containers.")
         if not confirm("Are you sure you want to continue?"):
             return 0
-    gone, space = containers.prune(engine)
+    gone, space = containers.prune(engine, list(p.filter))
     if gone:
         print("Deleted Containers:")
         for g in gone:

@@ -502,10 +502,33 @@ def rename(engine: Engine, ref: str, new: str) -> None:
     _event(engine, "rename", c.id, oldName="/" + c.name)
 
 
-def prune(engine: Engine) -> tuple[list[str], int]:
+def prune(engine: Engine, filters: list[str] = ()) -> tuple[list[str], int]:  # type: ignore[assignment]
+    """Remove every stopped container that the filters keep (docker's ``until``, ``label``,
+    ``label!``)."""
+    from kran.engine import label_match
+    from kran.engine.networks import until_time
+
+    until, labels, not_labels = None, [], []
+    for f in filters:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise InvalidArgument("bad format of filter (expected name=value)")
+        if k == "until":
+            until = until_time(v)
+        elif k == "label":
+            labels.append(v)
+        elif k == "label!":
+            not_labels.append(v)
+        else:
+            raise InvalidArgument(f"invalid filter '{k}'")
     gone, space = [], 0
     for c in all_containers(engine):
         if c.running:
+            continue
+        lab = c.config.get("Labels") or {}
+        if until is not None and c.created >= until:
+            continue
+        if not all(label_match(lab, x) for x in labels) or any(label_match(lab, x) for x in not_labels):
             continue
         space += _du(os.path.join(c.dir, "upper"))
         remove(engine, c.id)

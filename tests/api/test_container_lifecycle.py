@@ -232,3 +232,25 @@ def test_update_refusals_and_unlimited_pids(api, api_busybox):
         assert _cgroup_file(pid, "" if v2 else "pids", "pids.max") == "max"
     finally:
         ct.remove(force=True)
+
+
+def test_prune_filters(api, api_busybox):
+    """container prune's until/label/label! filters (they were ignored: prune took every stopped one)."""
+    c = api.client()
+    old = c.containers.create("busybox", "true", labels={"keep": "no"})
+    time.sleep(2.5)
+    new = c.containers.create("busybox", "true", labels={"keep": "yes"})
+    res = c.containers.prune(filters={"until": "2s"})
+    assert res["ContainersDeleted"] == [old.id]
+    assert {x.id for x in c.containers.list(all=True)} == {new.id}
+    other = c.containers.create("busybox", "true", labels={"keep": "no"})
+    res = c.containers.prune(filters={"label!": "keep=yes"})
+    assert res["ContainersDeleted"] == [other.id]
+    p = api.docker("container", "prune", "-f", "--filter", "label=keep=yes")
+    assert new.id in p.out
+    assert c.containers.list(all=True) == []
+    api.kran("create", "--label", "x=1", "busybox", "true")
+    assert "Total reclaimed space" in api.kran("container", "prune", "-f", "--filter", "label=x=2").out
+    assert len(c.containers.list(all=True)) == 1
+    p = api.kran("container", "prune", "-f", "--filter", "colour=red", check=False)
+    assert p.returncode != 0 and "invalid filter 'colour'" in p.err
