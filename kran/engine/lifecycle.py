@@ -27,7 +27,15 @@ def kill(engine: Engine, ref: str, sig: str = "KILL") -> Container:
         raise InvalidArgument(str(e)) from e
     if not c.running:
         raise Conflict(f"Cannot kill container: {ref}: container {c.id} is not running")
-    _request_stop(c)
+    # docker's rule: the restart policy is off for this exit, unless the container names a stop
+    # signal and this is neither it nor SIGKILL (a reload signal to a long-running server)
+    own = c.config.get("StopSignal") or ""
+    try:
+        own_n = parse_signal(own) if own else 0
+    except ValueError:
+        own_n = 0
+    if not own_n or n in (9, own_n):
+        _request_stop(c)
     pid = (c.state or {}).get("pid")
     if c.status == "paused" and n == 9:
         _runtime(engine, c, "resume", c.id, check=False)

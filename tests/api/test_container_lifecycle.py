@@ -254,3 +254,25 @@ def test_prune_filters(api, api_busybox):
     assert len(c.containers.list(all=True)) == 1
     p = api.kran("container", "prune", "-f", "--filter", "colour=red", check=False)
     assert p.returncode != 0 and "invalid filter 'colour'" in p.err
+
+
+def test_kill_signal_and_restart_policy(api, api_busybox):
+    """docker's rule: a kill turns the restart policy off for that exit, except a signal other than
+    the container's own StopSignal (and SIGKILL)."""
+    c = api.client()
+    script = 'trap "exit 3" HUP; while true; do sleep 0.1; done'
+    named = c.containers.run("busybox", ["sh", "-c", script], detach=True, restart_policy={"Name": "always"},
+                             stop_signal="SIGUSR1", network_mode="none")
+    plain = c.containers.run("busybox", ["sh", "-c", script], detach=True, restart_policy={"Name": "always"},
+                             network_mode="none")
+    try:
+        time.sleep(0.5)
+        named.kill("SIGHUP")
+        plain.kill("SIGHUP")
+        assert _until(lambda: c.api.inspect_container(named.id)["RestartCount"] >= 1, 15)
+        assert _until(lambda: c.api.inspect_container(plain.id)["State"]["Status"] == "exited", 15)
+        st = c.api.inspect_container(plain.id)
+        assert st["State"]["ExitCode"] == 3 and st["RestartCount"] == 0
+    finally:
+        named.remove(force=True)
+        plain.remove(force=True)
