@@ -57,6 +57,15 @@ RUN_FLAGS = (
     Flag("pull", "", "str", "string", 'Pull image before running ("always", "missing", "never")', default="missing"),
     Flag("quiet", "q", help="Suppress the pull output"),
     Flag("read-only", help="Mount the container's root filesystem as read only"),
+    Flag("health-cmd", "", "str", "string", "Command to run to check health"),
+    Flag("health-interval", "", "str", "duration", "Time between running the check (ms|s|m|h) (default 0s)"),
+    Flag("health-retries", "", "int", "int", "Consecutive failures needed to report unhealthy"),
+    Flag("health-start-interval", "", "str", "duration",
+         "Time between running the check during the start period (ms|s|m|h) (default 0s)"),
+    Flag("health-start-period", "", "str", "duration",
+         "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)"),
+    Flag("health-timeout", "", "str", "duration", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
+    Flag("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits", default="no"),
     Flag("rm", help="Automatically remove the container and its associated anonymous volumes when it exits"),
     Flag("runtime", "", "str", "string", "Runtime to use for this container"),
@@ -589,6 +598,44 @@ def validate_network_mode(config: dict[str, Any], host: dict[str, Any]) -> list[
     return warnings
 
 
+def go_duration(s: str, flag: str) -> int:
+    """Go's time.ParseDuration (``1m30s``, ``500ms``, ``2h``) -> nanoseconds."""
+    import re
+
+    units = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
+    if s == "0":
+        return 0
+    if not parts or "".join(a + u for a, u in parts) != s:
+        raise InvalidArgument(f'invalid argument "{s}" for "--{flag}" flag: time: invalid duration "{s}"')
+    return int(sum(float(a) * units[u] for a, u in parts))
+
+
+def _healthcheck(opts: Any) -> dict[str, Any] | None:
+    """docker's --health-* flags -> Config.Healthcheck (``NONE`` for --no-healthcheck)."""
+    timing = {k: getattr(opts, k.replace("-", "_"), None) for k in
+              ("health-interval", "health-timeout", "health-start-period", "health-start-interval")}
+    if opts.no_healthcheck:
+        if opts.health_cmd or any(timing.values()) or opts.health_retries:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not (opts.health_cmd or any(timing.values()) or opts.health_retries):
+        return None
+    hc: dict[str, Any] = {"Test": ["CMD-SHELL", opts.health_cmd]} if opts.health_cmd else {}
+    for flag, key in (("health-interval", "Interval"), ("health-timeout", "Timeout"),
+                      ("health-start-period", "StartPeriod"), ("health-start-interval", "StartInterval")):
+        if timing[flag]:
+            ns = go_duration(timing[flag], flag)
+            if ns < 0:
+                raise InvalidArgument(f"--{flag} cannot be negative")
+            hc[key] = ns
+    if opts.health_retries:
+        if opts.health_retries < 0:
+            raise InvalidArgument("--health-retries cannot be negative")
+        hc["Retries"] = opts.health_retries
+    return hc
+
+
 def build_networking(opts: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The network flags -> (Config fields, HostConfig fields, NetworkingConfig or None)."""
     add_hosts = [parse_add_host(h) for h in opts.add_host]
@@ -649,6 +696,9 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
     }
     if opts.entrypoint is not None:
         config["Entrypoint"] = shlex.split(opts.entrypoint) if opts.entrypoint else []
+    health = _healthcheck(opts)
+    if health is not None:
+        config["Healthcheck"] = health
     if opts.stop_signal:
         config["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:

@@ -46,6 +46,13 @@ def _merge_config(image_cfg: dict[str, Any], config: dict[str, Any], cid: str) -
     for k in ("WorkingDir", "User", "StopSignal", "Healthcheck"):
         if not out.get(k) and ic.get(k):
             out[k] = ic[k]
+    if config.get("Healthcheck") and ic.get("Healthcheck"):
+        # docker: what the request leaves unset (no test, zero durations) comes from the image's
+        hc = dict(config["Healthcheck"])
+        for k, v in ic["Healthcheck"].items():
+            if not hc.get(k):
+                hc[k] = v
+        out["Healthcheck"] = hc
     labels = dict(ic.get("Labels") or {})
     labels.update(config.get("Labels") or {})
     out["Labels"] = labels

@@ -83,3 +83,30 @@ def test_docker_cli_health_flags(api, api_busybox):
     # --no-healthcheck: no Health at all
     cid = api.docker("create", "--no-healthcheck", "busybox", "true").out.strip()
     assert api.docker("inspect", "-f", "{{json .State.Health}}", cid).out.strip() == "null"
+
+
+def test_kran_cli_health_flags(api, api_busybox):
+    cid = api.kran("run", "-d", "--health-cmd", "exit 1", "--health-interval", "300ms", "--health-retries", "2",
+                   "busybox", "sleep", "60").out.strip()
+    c = api.client()
+    try:
+        hc = c.api.inspect_container(cid)["Config"]["Healthcheck"]
+        assert hc == {"Test": ["CMD-SHELL", "exit 1"], "Interval": 300_000_000, "Retries": 2}
+        h = _until_status(c, cid, "unhealthy")
+        assert h["Status"] == "unhealthy" and h["FailingStreak"] >= 2
+        assert "(unhealthy)" in api.kran("ps").out
+    finally:
+        api.kran("rm", "-f", cid)
+    p = api.kran("create", "--health-interval", "soon", "busybox", "true", check=False)
+    assert p.returncode == 125 and 'time: invalid duration "soon"' in p.err
+    # an image's HEALTHCHECK: kept unless --no-healthcheck, and completed by the flags given
+    ctx = api.sock.parent / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nHEALTHCHECK --interval=1s CMD ["true"]\n')
+    api.kran("build", "-q", "-t", "checked:1", str(ctx))
+    cid = api.kran("create", "--health-retries", "7", "checked:1", "sleep", "60").out.strip()
+    hc = c.api.inspect_container(cid)["Config"]["Healthcheck"]
+    assert hc["Test"] == ["CMD", "true"] and hc["Retries"] == 7 and hc["Interval"] == 10**9
+    cid = api.kran("create", "--no-healthcheck", "checked:1", "sleep", "60").out.strip()
+    assert c.api.inspect_container(cid)["Config"]["Healthcheck"]["Test"] == ["NONE"]
+    assert "Health" not in c.api.inspect_container(cid)["State"]
