@@ -123,7 +123,8 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
         "Args": args[1:],
         "State": {
             "Status": status,
-            "Running": status in ("running", "paused", "restarting") and status != "restarting",
+            # docker counts a restarting container as running (moby's State.SetRestarting)
+            "Running": status in ("running", "paused", "restarting"),
             "Paused": status == "paused",
             "Restarting": status == "restarting",
             "OOMKilled": bool(st.get("oom_killed")),

@@ -276,3 +276,16 @@ def test_kill_signal_and_restart_policy(api, api_busybox):
     finally:
         named.remove(force=True)
         plain.remove(force=True)
+
+
+def test_restarting_counts_as_running(api, api_busybox):
+    """docker's State while a restart policy waits to start the container again: Running and Restarting."""
+    c = api.client()
+    ct = c.containers.run("busybox", ["sh", "-c", "exit 1"], detach=True, restart_policy={"Name": "always"},
+                          network_mode="none")
+    try:
+        st = _until(lambda: (lambda s: s if s["Status"] == "restarting" else None)(
+            c.api.inspect_container(ct.id)["State"]), 20)
+        assert st and st["Running"] is True and st["Restarting"] is True and st["ExitCode"] == 1
+    finally:
+        ct.remove(force=True)
