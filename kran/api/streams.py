@@ -25,6 +25,8 @@ class _Peer:
     buffered reader, which may already hold bytes the client sent right after its request: those are
     taken once, by :meth:`pending`, before the relay polls the socket."""
 
+    duplex = True
+
     def __init__(self, req: Request, sock: socket.socket, *, raw: bool) -> None:
         self.sock = sock
         self.rfile = req._h.rfile

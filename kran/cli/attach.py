@@ -33,6 +33,8 @@ class Terminal:
     stdin, raw mode for the session; signals (SIGWINCH, and those proxied) come through a wakeup pipe
     so the relay's poll sees them."""
 
+    duplex = False
+
     def __init__(self, *, stdin: bool, tty: bool, on_resize: Callable[[int, int], None] | None = None,
                  on_signal: Callable[[int], None] | None = None) -> None:
         self.in_fd = sys.stdin.fileno() if stdin and sys.stdin is not None else -1

@@ -68,7 +68,11 @@ class DetachScanner:
 
 
 class Client(Protocol):
-    """The front end's end: input from :meth:`fileno`/:meth:`read`, output frames to :meth:`write`."""
+    """The front end's end: input from :meth:`fileno`/:meth:`read`, output frames to :meth:`write`.
+    ``duplex``: the input fd is the connection the output goes to (a socket), so its hang-up means
+    the client is gone; a terminal's or pipe's EOF only ends the input."""
+
+    duplex: bool
 
     def fileno(self) -> int: ...
 
@@ -195,6 +199,8 @@ def relay(src: Source, client: Client, *, stdin: bool, keys: bytes = b"", close_
     for fd in src_fds:
         poller.register(fd, select.POLLIN)
     cfd = client.fileno() if stdin else -1
+    duplex = bool(getattr(client, "duplex", False))
+    input_open = cfd >= 0
     if cfd >= 0:
         poller.register(cfd, select.POLLIN)
     for fd in watch:
@@ -204,7 +210,7 @@ def relay(src: Source, client: Client, *, stdin: bool, keys: bytes = b"", close_
             if fd in watch:
                 watch[fd]()
             elif fd == cfd:
-                if ev & select.POLLIN:
+                if input_open:  # readable, or at its end (a pipe's EOF is POLLHUP alone)
                     data = client.read()
                     if data:
                         data, detached = scanner.feed(data)
@@ -213,12 +219,15 @@ def relay(src: Source, client: Client, *, stdin: bool, keys: bytes = b"", close_
                         if detached:
                             return DETACHED
                         continue
-                    # the client closed its input: keep only hang-up reporting on its fd
-                    poller.modify(cfd, 0)
+                    input_open = False
                     if close_stdin:
                         src.close_stdin()
-                    if not ev & select.POLLHUP:
+                    if not duplex:  # a pipe or terminal: its EOF ends only the input
+                        poller.unregister(cfd)
+                        cfd = -1
                         continue
+                    # a connection may only have shut its sending side: watch it for the hang-up of both
+                    poller.modify(cfd, 0)
                 if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                     return HANGUP
             elif fd in src_fds:

@@ -110,7 +110,7 @@ class ExecProcess:
     :meth:`wait` (exit code; a failed start gives 126 and :attr:`error`) -> :meth:`close`."""
 
     def __init__(self, engine: Engine, container_id: str, cfg: ExecConfig, *, stdin: bool) -> None:
-        self.engine = engine
+        self.engine: Engine | None = engine
         self.container_id = container_id
         self.cfg = cfg
         self.want_stdin = stdin
@@ -133,14 +133,16 @@ class ExecProcess:
         CLI exits at once); then :meth:`wait` only tells whether it started."""
         from kran.engine import containers
 
-        c = containers.get(self.engine, self.container_id)
+        engine, self.engine = self.engine, None  # not kept: the request's engine holds a database connection
+        assert engine is not None
+        c = containers.get(engine, self.container_id)
         if c.status == "paused":
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         proc = _process(c, self.cfg)
-        rt = containers._runtime_argv(self.engine, c.host_config.get("Runtime") or "")
-        rd = containers.run_dir(self.engine)
+        rt = containers._runtime_argv(engine, c.host_config.get("Runtime") or "")
+        rd = containers.run_dir(engine)
         self._work = tempfile.mkdtemp(prefix="exec-", dir=rd if os.path.isdir(rd) else None)
         try:
             path = os.path.join(self._work, "process.json")

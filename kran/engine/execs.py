@@ -249,6 +249,7 @@ def _finish(x: ExecInstance, proc: ExecProcess) -> int:
     finally:
         proc.close()
     _ended(x, code)
+    x.proc = None  # an ended exec keeps only its record
     return code
 
 
