@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from kran.api.containers import _ATTACH, MUX, RAW, _get, mux
@@ -31,6 +32,7 @@ class _Peer:
         self.sock = sock
         self.rfile = req._h.rfile
         self.raw = raw
+        self._since = time.monotonic()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -51,6 +53,11 @@ class _Peer:
             return b""
 
     def write(self, stream: int, data: bytes) -> None:
+        if self._since:
+            # docker-py reads a hijacked stream from the raw socket, past http.client's buffer: bytes
+            # that came with the response headers would be lost.  Let the headers go alone first.
+            time.sleep(max(0.0, self._since + 0.05 - time.monotonic()))
+            self._since = 0.0
         self.sock.sendall(data if self.raw else mux(stream, data))
 
     def end(self) -> None:
@@ -100,7 +107,9 @@ def attach_container(req: Request) -> None:
             _ATTACH.unregister(c.id)
     with src:
         r = attach.run_attach(src, peer, tty=tty, stdin=opts["stdin"], stdout=opts["stdout"], stderr=opts["stderr"],
-                              detach_keys=keys, stdin_once=bool(c.config.get("StdinOnce")), initial=peer.pending())
+                              detach_keys=keys, initial=peer.pending(),
+                              # docker closes the container's stdin at the client's EOF only without a tty
+                              stdin_once=bool(c.config.get("StdinOnce")) and not tty)
     peer.end()
     if r.exit_code is not None:
         _ATTACH.exits[c.id] = r.exit_code
