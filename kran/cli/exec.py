@@ -35,7 +35,7 @@ def cmd_exec(engine: Any, p: Any) -> int:
     else:
         term.on_resize = lambda h, w: execs.resize(engine, x.id, h, w)
         with term:
-            r = execs.start(engine, x.id, term, watch=term.watch())
+            r = execs.start(engine, x.id, term, watch=term.watch(), outlive=True)
     if r.error is not None:
         raise r.error
     if r.detached or r.exit_code is None:

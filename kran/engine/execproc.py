@@ -336,6 +336,15 @@ class ExecProcess:
             except OSError:
                 pass
 
+    def release(self) -> None:
+        """Let go of the fds without touching the process or its work directory (a child of ours
+        keeps them: :func:`kran.engine.execs._keep_in_child`)."""
+        for fd in {*self._out, self._master, self._stdin} - {-1}:
+            os.close(fd)
+        self._out.clear()
+        self._master = self._stdin = -1
+        self._work = self._sock_dir = ""
+
     def close(self) -> None:
         """Free every fd and the work directory (idempotent)."""
         for fd in list(self._out):

@@ -186,11 +186,13 @@ def resize(engine: Engine, exec_id: str, height: int, width: int) -> None:
 
 def start(engine: Engine, exec_id: str, client: Client | None, *, initial: bytes = b"",
           watch: dict[int, Callable[[], None]] | None = None, orphan: bool = False,
-          console_size: list[int] | None = None) -> ExecResult:
+          console_size: list[int] | None = None, outlive: bool = False) -> ExecResult:
     """Run exec ``exec_id`` once.  With a ``client``, relay it until the output ends, the client types
     the detach keys (ctrl-p ctrl-q unless the config says) or hangs up; without one, detached.  A
     process a client left goes on, its output drained, and its exit code is recorded when it ends.
-    ``orphan`` (``kran exec -d``): the runtime detaches the process, which outlives this process."""
+    ``orphan`` (``kran exec -d``): the runtime detaches the process, which outlives this process.
+    ``outlive`` (the CLI): a process the client detached from is kept by a child process of ours, as
+    this one is about to exit (the API server keeps it with a thread)."""
     from kran.engine.attach import DETACHED, parse_detach_keys, relay
     from kran.engine.execproc import ExecProcess
 
@@ -233,6 +235,9 @@ def start(engine: Engine, exec_id: str, client: Client | None, *, initial: bytes
         _drain_in_background(x, proc)
         raise
     if how is not None:  # detached or hung up: the process runs on without a client
+        if outlive:
+            _keep_in_child(proc)
+            return ExecResult(detached=how == DETACHED)
         _drain_in_background(x, proc)
         return ExecResult(detached=how == DETACHED)
     code = _finish(x, proc)
@@ -251,6 +256,29 @@ def _finish(x: ExecInstance, proc: ExecProcess) -> int:
     _ended(x, code)
     x.proc = None  # an ended exec keeps only its record
     return code
+
+
+def _keep_in_child(proc: ExecProcess) -> None:
+    """Fork a keeper that holds the exec's terminal or pipes (closing them would hang it up) and
+    drains them until it ends; the caller lets go of them.  Called with no other thread running."""
+    import os
+
+    from kran.engine.attach import drain
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)  # let go of the user's terminal: its session ends with the CLI
+            proc.close_stdin()
+            drain(proc)
+            proc.wait()
+            proc.close()
+        finally:
+            os._exit(0)
+    proc.release()
 
 
 def _drain_in_background(x: ExecInstance, proc: ExecProcess) -> None:
