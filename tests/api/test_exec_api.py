@@ -264,3 +264,20 @@ def test_kran_cli_and_api_share_the_engine(cat, api):
     assert r.returncode == 126 and 'exec: "no-such-command": executable file not found in $PATH' in r.err
     assert api.kran("exec", "-u", "nobody", "-w", "/tmp", ct.id, "sh", "-c", "whoami; pwd").out == "nobody\n/tmp\n"
     assert api.kran("exec", "-i", ct.id, "cat", input=b"piped\n").out == "piped\n"
+
+
+def test_exec_create_checks_its_body(cat, api):
+    from tests.api.conftest import UnixHTTP
+
+    _c, ct = cat
+    http = UnixHTTP(api.sock)
+    for body in (b'{"Cmd": 5}', b'{"Cmd": ["true"], "Tty": "yes"}', b'{"Cmd": ["true"], "Env": "A=1"}', b"[1]"):
+        r, data = http.call("POST", f"/containers/{ct.id}/exec", body, {"Content-Type": "application/json"})
+        assert r.status == 400 and b"invalid" in data.lower(), (body, data)
+    r, data = http.call("POST", f"/containers/{ct.id}/exec", b'{"Cmd": []}', {"Content-Type": "application/json"})
+    assert r.status == 400 and b"No exec command specified" in data
+    # docker's strslice: one string is the whole command
+    r, data = http.call("POST", f"/containers/{ct.id}/exec", b'{"Cmd": "true"}', {"Content-Type": "application/json"})
+    assert r.status == 201
+    r, data = http.call("GET", "/exec/nope/json")
+    assert r.status == 404 and b"No such exec instance: nope" in data
