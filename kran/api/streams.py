@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from typing import Any
 
@@ -68,8 +69,102 @@ class _Peer:
             pass
 
 
+class _WsPeer(_Peer):
+    """docker's ``/attach/ws``: a WebSocket (RFC 6455) instead of a hijacked stream.  Output goes
+    raw (never multiplexed) in binary frames; the client's frames (masked, section 5.3) are its input.
+    Frames are read straight from the socket, so the relay's poll sees every one."""
+
+    _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+    def __init__(self, req: Request) -> None:
+        import base64
+        import hashlib
+
+        key = req.headers.get("Sec-WebSocket-Key") or ""
+        if "websocket" not in (req.headers.get("Upgrade") or "").lower() or not key:
+            raise InvalidArgument("a websocket upgrade is required (Upgrade: websocket, Sec-WebSocket-Key)")
+        h = req._h
+        h.send_response_only(101, "Switching Protocols")
+        h.send_header("Upgrade", "websocket")
+        h.send_header("Connection", "Upgrade")
+        h.send_header("Sec-WebSocket-Accept",
+                      base64.b64encode(hashlib.sha1((key.strip() + self._GUID).encode()).digest()).decode())
+        h.end_headers()
+        h.wfile.flush()
+        req.answered = True
+        h.close_connection = True
+        super().__init__(req, h.connection, raw=True)
+        self._since = 0.0  # a websocket client reads frames after the handshake, not past a buffer
+
+    def pending(self) -> bytes:
+        return b""
+
+    def _exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def read(self) -> bytes | None:  # type: ignore[override]
+        """One frame's payload; b"" at a close frame or EOF; None for a control frame (answered)."""
+        try:
+            b0, b1 = self._exact(2)
+            n = b1 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack(">H", self._exact(2))
+            elif n == 127:
+                (n,) = struct.unpack(">Q", self._exact(8))
+            mask = self._exact(4) if b1 & 0x80 else b""
+            payload = self._exact(n) if n else b""
+        except (EOFError, OSError):
+            return b""
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        op = b0 & 0x0F
+        if op == 0x8:  # close: answer it, the input ends
+            self._frame(0x8, payload[:2])
+            return b""
+        if op == 0x9:  # ping
+            self._frame(0xA, payload)
+            return None
+        if op == 0xA:
+            return None
+        return payload
+
+    def _frame(self, op: int, data: bytes) -> None:
+        n = len(data)
+        head = bytes([0x80 | op]) + (bytes([n]) if n < 126 else b"\x7e" + struct.pack(">H", n) if n < 65536
+                                     else b"\x7f" + struct.pack(">Q", n))
+        try:
+            self.sock.sendall(head + data)
+        except OSError:
+            pass
+
+    def write(self, stream: int, data: bytes) -> None:
+        n = len(data)
+        head = bytes([0x82]) + (bytes([n]) if n < 126 else b"\x7e" + struct.pack(">H", n) if n < 65536
+                                else b"\x7f" + struct.pack(">Q", n))
+        self.sock.sendall(head + data)
+
+    def end(self) -> None:
+        self._frame(0x8, struct.pack(">H", 1000))  # a normal closure
+        super().end()
+
+
 @route("POST", "/containers/{id}/attach")
 def attach_container(req: Request) -> None:
+    _serve_attach(req, ws=False)
+
+
+@route("GET", "/containers/{id}/attach/ws")
+def attach_container_ws(req: Request) -> None:
+    _serve_attach(req, ws=True)
+
+
+def _serve_attach(req: Request, *, ws: bool) -> None:
     from kran.engine import attach, containers
     from kran.monitor.client import read_logs
 
@@ -81,7 +176,7 @@ def attach_container(req: Request) -> None:
         attach.parse_detach_keys(keys)  # a bad sequence is the client's error, before the hijack
     seen = _ATTACH.register(c.id) if req.qbool("stream") and not c.running else None
     try:
-        peer = _Peer(req, req.hijack(RAW if tty else MUX), raw=tty)
+        peer = _WsPeer(req) if ws else _Peer(req, req.hijack(RAW if tty else MUX), raw=tty)
         if req.qbool("logs"):
             for stream, data, _t in read_logs(os.path.join(c.dir, f"{c.id}-json.log")):
                 kind = 2 if stream == "stderr" else 1

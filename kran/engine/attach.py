@@ -76,8 +76,9 @@ class Client(Protocol):
 
     def fileno(self) -> int: ...
 
-    def read(self) -> bytes:
-        """Input bytes; b"" when the client closed its input (or went away)."""
+    def read(self) -> bytes | None:
+        """Input bytes; b"" when the client closed its input (or went away); None when what came
+        was for the front end alone (a websocket's ping)."""
         ...
 
     def write(self, stream: int, data: bytes) -> None:
@@ -212,6 +213,8 @@ def relay(src: Source, client: Client, *, stdin: bool, keys: bytes = b"", close_
             elif fd == cfd:
                 if input_open:  # readable, or at its end (a pipe's EOF is POLLHUP alone)
                     data = client.read()
+                    if data is None:  # nothing for the process (a websocket's control frame)
+                        continue
                     if data:
                         data, detached = scanner.feed(data)
                         if data:

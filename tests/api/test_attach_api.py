@@ -1,6 +1,6 @@
 """Attach through the Engine API (docker-py and the docker CLI): detach keys (default, query parameter,
-docker-py's config file), logs without a stream, clients that hang up; and the engine relay itself
-on fds past 1024."""
+docker-py's config file), logs without a stream, clients that hang up, the websocket attach; and the
+engine relay itself on fds past 1024."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.api.conftest import open_fds
+from tests.api.conftest import UnixHTTP, open_fds
 from tests.api.test_exec_api import _recv_all, _recv_until, _sock, _until
 
 CTRL_P, CTRL_Q, CTRL_X = b"\x10", b"\x11", b"\x18"
@@ -60,8 +60,6 @@ def test_detach_keys_query_parameter_and_config_file(tty_cat):
 
 
 def test_bad_detach_keys_are_refused_before_the_hijack(tty_cat, api):
-    from tests.api.conftest import UnixHTTP
-
     _c, ct = tty_cat
     r, body = UnixHTTP(api.sock).call("POST", f"/containers/{ct.id}/attach?stream=1&stdin=1&detachKeys=ctrl-%C3%BC")
     assert r.status == 400 and b"Invalid detach keys" in body
@@ -198,3 +196,64 @@ def test_relay_works_on_fds_past_1024():
             os.close(fd)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _ws_connect(api, path: str):
+    import socket as so
+
+    s = so.socket(so.AF_UNIX)
+    s.settimeout(10)
+    s.connect(str(api.sock))
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    return s, head.decode()
+
+
+def _ws_send(s, op: int, data: bytes) -> None:
+    mask = b"\x01\x02\x03\x04"
+    s.sendall(bytes([0x80 | op, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def _ws_recv(s) -> tuple[int, bytes]:
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            assert chunk, "the server closed the connection mid-frame"
+            buf += chunk
+        return buf
+
+    b0, b1 = exact(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(exact(2), "big")
+    return b0 & 0x0F, exact(n)
+
+
+def test_websocket_attach(api, api_busybox):
+    c = api.client()
+    # the docker-py test's shape: attach (logs and stream) before the start, read the output raw
+    ct = c.api.create_container("busybox", "printf 'hi there'")
+    s, head = _ws_connect(api, f"/v1.45/containers/{ct['Id']}/attach/ws?stdout=1&stream=1&logs=1")
+    assert head.startswith("HTTP/1.1 101")
+    assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's own example
+    c.api.start(ct["Id"])
+    assert _ws_recv(s) == (0x2, b"hi there")
+    assert _ws_recv(s)[0] == 0x8  # the container ended: a close frame
+    s.close()
+    # input from the client's (masked) frames; a ping is answered, not passed on
+    ct = c.containers.run("busybox", "cat", detach=True, stdin_open=True)
+    s, head = _ws_connect(api, f"/containers/{ct.id}/attach/ws?stdin=1&stdout=1&stream=1")
+    assert head.startswith("HTTP/1.1 101")
+    _ws_send(s, 0x9, b"are you there")
+    assert _ws_recv(s) == (0xA, b"are you there")
+    _ws_send(s, 0x1, b"echo me\n")
+    assert _ws_recv(s) == (0x2, b"echo me\n")
+    s.close()
+    assert c.api.inspect_container(ct.id)["State"]["Running"] is True
+    r, body = UnixHTTP(api.sock).call("GET", f"/containers/{ct.id}/attach/ws?stream=1")  # no upgrade asked
+    assert r.status == 400 and b"websocket" in body
+    ct.remove(force=True)
