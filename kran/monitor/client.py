@@ -110,14 +110,21 @@ def start(container_dir: str, *, timeout: float = 30, pass_fds: tuple[int, ...] 
     raise KranError(error)
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """poll, not select: the API server is a long-lived process whose fds may pass 1024, where
+    select() fails ("filedescriptor out of range")."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(max(0.0, timeout) * 1000))
+
+
 def _read_line(fd: int, deadline: float) -> bytes:
     buf = b""
     while b"\n" not in buf:
         left = deadline - time.monotonic()
         if left <= 0:
             raise KranError("container monitor did not report in time")
-        r, _, _ = select.select([fd], [], [], left)
-        if not r:
+        if not _readable(fd, left):
             continue
         b = os.read(fd, 4096)
         if not b:
@@ -129,8 +136,7 @@ def _read_line(fd: int, deadline: float) -> bytes:
 def _read_all(fd: int, deadline: float) -> bytes:
     buf = b""
     while (left := deadline - time.monotonic()) > 0:
-        r, _, _ = select.select([fd], [], [], left)
-        if not r:
+        if not _readable(fd, left):
             break
         b = os.read(fd, 65536)
         if not b:
