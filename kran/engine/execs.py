@@ -104,6 +104,9 @@ class ExecInstance:
     pid: int = 0
     ended_at: float = 0.0
     proc: ExecProcess | None = None
+    # a resize that came before the process had its terminal: the docker 20.10 CLI resizes right
+    # after the start's hijack, racing the spawn; the size is applied once the terminal exists
+    size: tuple[int, int] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inspect(self) -> ExecInspect:
@@ -180,7 +183,11 @@ def inspect(engine: Engine, exec_id: str) -> ExecInspect:
 
 def resize(engine: Engine, exec_id: str, height: int, width: int) -> None:
     x = get(engine, exec_id)
-    if x.proc is not None and x.running:
+    with x.lock:
+        if x.proc is None:
+            x.size = (height, width)
+            return
+    if x.running:
         x.proc.resize(height, width)
 
 
@@ -221,9 +228,13 @@ def start(engine: Engine, exec_id: str, client: Client | None, *, initial: bytes
     except BaseException:
         _ended(x, 126)
         raise
-    x.proc, x.pid = proc, proc.pid
     if console_size and len(console_size) == 2 and cfg.tty:
         proc.resize(console_size[0], console_size[1])
+    with x.lock:
+        x.proc, x.pid = proc, proc.pid
+        early = x.size
+    if early and cfg.tty:
+        proc.resize(*early)
     if client is None:
         _drain_in_background(x, proc)
         return ExecResult(detached=True)
