@@ -60,14 +60,9 @@ def filter_containers(engine: Engine, cs: list[Container], filters: list[str]) -
 
 
 def _du(path: str) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
+    from kran.sys.fsutil import tree_size
+
+    return tree_size(path)
 
 
 def size_rw(c: Container) -> int:

@@ -113,11 +113,6 @@ class LocalVolumes:
             return True
 
     def size(self, name: str) -> int:
-        total = 0
-        for dirpath, _dirs, files in os.walk(self.data(name)):
-            for f in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_size
-                except OSError:
-                    pass
-        return total
+        from kran.sys.fsutil import tree_size
+
+        return tree_size(self.data(name))

@@ -3,22 +3,9 @@ the docker CLI send (extrahosts, cachefrom, gzip), and contexts the client alrea
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import pytest
 
-
-def _tar(files: dict[str, str], gz: bool = False) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as t:
-        for name, text in files.items():
-            data = text.encode()
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    buf.seek(0)
-    return buf
+from tests.api.helpers import tar_of as _tar
 
 
 def _build(c, files: dict[str, str], **kw) -> list[dict]:

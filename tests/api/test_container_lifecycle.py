@@ -6,14 +6,7 @@ import time
 
 import pytest
 
-
-def _until(fn, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
+from tests.api.helpers import until as _until
 
 
 def _cgroup_file(pid: int, controller: str, name: str) -> str:

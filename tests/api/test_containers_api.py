@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-
-def _until(fn, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
+from tests.api.helpers import until as _until
 
 
 def test_run_detached_logs_stop_remove(api, api_busybox):

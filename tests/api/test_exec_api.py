@@ -11,17 +11,11 @@ import time
 import pytest
 
 from tests.api.conftest import open_fds
+from tests.api.helpers import until as _until
 
 CTRL_P, CTRL_Q, CTRL_X = b"\x10", b"\x11", b"\x18"
 
 
-def _until(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class _Hijacked:

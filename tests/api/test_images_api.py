@@ -9,19 +9,8 @@ import tarfile
 
 import pytest
 
+from tests.api.helpers import tar_of as _tar
 from tests.registry.conftest import htpasswd_registry, registry  # noqa: F401 - fixtures used below
-
-
-def _tar(files: dict[str, str]) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, text in files.items():
-            data = text.encode()
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data))
-    buf.seek(0)
-    return buf
 
 
 def test_list_get_tag_remove(api, api_busybox):
