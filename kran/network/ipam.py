@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 # docker's default pools: 172.17-31.0.0/16, then 192.168.0-240.0/20
 DEFAULT_POOLS = [f"172.{i}.0.0/16" for i in range(17, 32)] + [f"192.168.{i}.0/20" for i in range(0, 256, 16)]
@@ -21,19 +22,23 @@ class AddressInUse(Exception):
     pass
 
 
-def parse_subnet(text: str) -> ipaddress.IPv4Network:
-    """A user's --subnet: "172.30.0.0/16" (host bits must be zero, like docker)."""
+def _parse_pool(text: str, version: int, max_prefix: int, wrong_family: str) -> Any:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise ValueError(f"invalid CIDR address: {text}") from None
-    if net.version != 4:
-        raise ValueError(f"invalid CIDR address: {text} (only IPv4 subnets are supported)")
+    if net.version != version:
+        raise ValueError(f"invalid CIDR address: {text}{wrong_family}")
     if net.network_address != ipaddress.ip_interface(text).ip:
         raise ValueError(f"invalid subnet {text}: it should be {net}")
-    if net.prefixlen > 30:
+    if net.prefixlen > max_prefix:
         raise ValueError(f"invalid subnet {text}: too small for a gateway and a container")
     return net
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    """A user's --subnet: "172.30.0.0/16" (host bits must be zero, like docker)."""
+    return _parse_pool(text, 4, 30, " (only IPv4 subnets are supported)")  # type: ignore[no-any-return]
 
 
 def overlaps(a: str, others: Iterable[str]) -> str | None:
@@ -50,17 +55,7 @@ def overlaps(a: str, others: Iterable[str]) -> str | None:
 
 def parse_subnet6(text: str) -> ipaddress.IPv6Network:
     """An IPv6 pool: "2001:db8::/64" (host bits zero, room for a gateway and a container)."""
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise ValueError(f"invalid CIDR address: {text}") from None
-    if net.version != 6:
-        raise ValueError(f"invalid CIDR address: {text}")
-    if net.network_address != ipaddress.ip_interface(text).ip:
-        raise ValueError(f"invalid subnet {text}: it should be {net}")
-    if net.prefixlen > 126:
-        raise ValueError(f"invalid subnet {text}: too small for a gateway and a container")
-    return net
+    return _parse_pool(text, 6, 126, "")  # type: ignore[no-any-return]
 
 
 def ula_subnet(seed: str, taken: Iterable[str]) -> str:
