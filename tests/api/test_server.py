@@ -244,17 +244,28 @@ def test_the_pid_is_the_server(api):
 def test_engine_pool_reuses_bounds_and_closes(tmp_path):
     from kran.api.server import EnginePool
 
+    root = str(tmp_path / "root")
+
     def my_fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
+        """fds of this process open on the pool's state root (its databases and lock files); the
+        process's other fds come and go with other tests' garbage"""
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                n += os.readlink(f"/proc/self/fd/{fd}").startswith(root)
+            except OSError:
+                pass
+        return n
 
     before = my_fds()
-    pool = EnginePool(str(tmp_path / "root"), keep=3, linger=0.3)
+    pool = EnginePool(root, keep=3, linger=0.3)
     with pool.lend() as a:
         a.store.db.execute("SELECT 1")
         with pool.lend() as b, pool.lend() as c, pool.lend() as d:
             assert len({id(a), id(b), id(c), id(d)}) == 4  # one user each
             for e in (b, c, d):
                 e.store.db.execute("SELECT 1")
+            assert my_fds() > before
     assert pool.idle() == 3  # d, c, b came back and stayed; a, the fourth, was closed
     assert "store" not in a.__dict__
     with pool.lend() as again:
