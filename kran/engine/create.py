@@ -11,7 +11,6 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from kran.engine import validate
 from kran.engine.live import _event
 from kran.engine.record import NAME_RE
 from kran.errors import Conflict, InvalidArgument, NotFound
@@ -102,6 +101,8 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
     legacy_rt = cfg.pop("Runtime", None)
     if isinstance(legacy_rt, str) and legacy_rt and not h.get("Runtime"):
         h["Runtime"] = legacy_rt  # docker-py sends create(runtime=...) beside the Config, not in HostConfig
+    from kran.engine import validate  # (only create needs it: `kran ps` must not pay for it)
+
     validate.check_create(req)
     _validate_request(engine, req)
     if name is not None:
