@@ -182,41 +182,7 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
                 d["minor"] = minor
             devs.append(d)
         resources["devices"] = devs
-    mem: dict[str, Any] = {}
-    if h.get("Memory"):
-        mem["limit"] = int(h["Memory"])
-        swap = int(h.get("MemorySwap") or 0)
-        if swap == 0:
-            swap = 2 * int(h["Memory"])  # docker: swap defaults to the same amount as memory
-        mem["swap"] = swap
-    if h.get("MemoryReservation"):
-        mem["reservation"] = int(h["MemoryReservation"])
-    if h.get("MemorySwappiness") is not None and int(h["MemorySwappiness"]) >= 0:  # -1: the host's
-        mem["swappiness"] = int(h["MemorySwappiness"])
-    if h.get("OomKillDisable"):
-        mem["disableOOMKiller"] = True
-    if mem:
-        resources["memory"] = mem
-    cpu: dict[str, Any] = {}
-    if h.get("CpuShares"):
-        cpu["shares"] = int(h["CpuShares"])
-    if h.get("NanoCpus"):
-        cpu["period"] = 100000
-        cpu["quota"] = int(h["NanoCpus"]) * 100000 // 1_000_000_000
-    if h.get("CpuQuota"):
-        cpu["quota"] = int(h["CpuQuota"])
-    if h.get("CpuPeriod"):
-        cpu["period"] = int(h["CpuPeriod"])
-    if h.get("CpusetCpus"):
-        cpu["cpus"] = h["CpusetCpus"]
-    if h.get("CpusetMems"):
-        cpu["mems"] = h["CpusetMems"]
-    if cpu:
-        resources["cpu"] = cpu
-    if h.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(h["BlkioWeight"])}
-    if h.get("PidsLimit") and int(h["PidsLimit"]) > 0:
-        resources["pids"] = {"limit": int(h["PidsLimit"])}
+    resources.update(limits(h))
 
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     net = h.get("NetworkMode") or "default"
@@ -254,3 +220,45 @@ def make_spec(inp: SpecInput) -> dict[str, Any]:
     if inp.annotations:
         spec["annotations"] = dict(inp.annotations)
     return spec
+
+
+def limits(h: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig's limits as OCI ``linux.resources`` (memory, cpu, blockIO, pids): for the spec at
+    create, and for ``runtime update`` when ``kran update``/the API change them."""
+    resources: dict[str, Any] = {}
+    mem: dict[str, Any] = {}
+    if h.get("Memory"):
+        mem["limit"] = int(h["Memory"])
+        swap = int(h.get("MemorySwap") or 0)
+        if swap == 0:
+            swap = 2 * int(h["Memory"])  # docker: swap defaults to the same amount as memory
+        mem["swap"] = swap
+    if h.get("MemoryReservation"):
+        mem["reservation"] = int(h["MemoryReservation"])
+    if h.get("MemorySwappiness") is not None and int(h["MemorySwappiness"]) >= 0:  # -1: the host's
+        mem["swappiness"] = int(h["MemorySwappiness"])
+    if h.get("OomKillDisable"):
+        mem["disableOOMKiller"] = True
+    if mem:
+        resources["memory"] = mem
+    cpu: dict[str, Any] = {}
+    if h.get("CpuShares"):
+        cpu["shares"] = int(h["CpuShares"])
+    if h.get("NanoCpus"):
+        cpu["period"] = 100000
+        cpu["quota"] = int(h["NanoCpus"]) * 100000 // 1_000_000_000
+    if h.get("CpuQuota"):
+        cpu["quota"] = int(h["CpuQuota"])
+    if h.get("CpuPeriod"):
+        cpu["period"] = int(h["CpuPeriod"])
+    if h.get("CpusetCpus"):
+        cpu["cpus"] = h["CpusetCpus"]
+    if h.get("CpusetMems"):
+        cpu["mems"] = h["CpusetMems"]
+    if cpu:
+        resources["cpu"] = cpu
+    if h.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": int(h["BlkioWeight"])}
+    if h.get("PidsLimit") and int(h["PidsLimit"]) > 0:
+        resources["pids"] = {"limit": int(h["PidsLimit"])}
+    return resources

@@ -47,7 +47,8 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
     h.update(new)
     _validate(h, new)
     if c.running:
-        res = resources(h, new)
+        # (a policy alone is the monitor's business: no runtime update for it)
+        res = resources(h, new) if set(new) - {"RestartPolicy"} else {}
         if res:
             path = os.path.join(c.dir, "update.json")
             with open(path, "w") as f:
@@ -90,39 +91,14 @@ def _validate(h: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The linux.resources fragment for what changed (pure)."""
-    res: dict[str, Any] = {}
-    mem: dict[str, Any] = {}
-    if new.get("Memory"):
-        mem["limit"] = int(h["Memory"])
-        # docker: swap defaults to as much again as memory
-        mem["swap"] = int(h.get("MemorySwap") or 0) or 2 * int(h["Memory"])
-    elif new.get("MemorySwap"):
-        mem["swap"] = int(new["MemorySwap"])
-    if new.get("MemoryReservation"):
-        mem["reservation"] = int(new["MemoryReservation"])
-    if mem:
-        res["memory"] = mem
-    cpu: dict[str, Any] = {}
-    if new.get("CpuShares"):
-        cpu["shares"] = int(new["CpuShares"])
-    if new.get("NanoCpus"):
-        cpu["period"] = 100000
-        cpu["quota"] = int(new["NanoCpus"]) * 100000 // 1_000_000_000
-    if new.get("CpuPeriod"):
-        cpu["period"] = int(new["CpuPeriod"])
-    if new.get("CpuQuota"):
-        cpu["quota"] = int(new["CpuQuota"])
-    if new.get("CpusetCpus"):
-        cpu["cpus"] = str(new["CpusetCpus"])
-    if new.get("CpusetMems"):
-        cpu["mems"] = str(new["CpusetMems"])
-    if cpu:
-        res["cpu"] = cpu
-    if "PidsLimit" in new:  # 0 or -1: unlimited (docker's)
-        res["pids"] = {"limit": int(new["PidsLimit"]) if int(new["PidsLimit"]) > 0 else -1}
-    if new.get("BlkioWeight"):
-        res["blockIO"] = {"weight": int(new["BlkioWeight"])}
+    """The linux.resources for ``runtime update``: the merged HostConfig ``h``'s limits (the spec's
+    own mapping), plus what the spec leaves out because it only ever adds limits: a pids limit
+    changed to 0 or -1 is lifted (-1, docker's "unlimited")."""
+    from kran.engine.spec import limits
+
+    res = limits(h)
+    if "PidsLimit" in new and int(new["PidsLimit"] or 0) <= 0:
+        res["pids"] = {"limit": -1}
     return res
 
 
