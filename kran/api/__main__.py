@@ -10,10 +10,22 @@ def main(argv: list[str]) -> int:
     import signal
     import threading
 
-    from kran.api.server import DEFAULT_SOCKET, make_server
+    import os
+
     from kran.errors import KranError
 
-    root, seconds, verbose, uri = "", 0.0, False, "unix://" + DEFAULT_SOCKET
+    if os.getuid() != 0:  # run directly by a user (kran system service has entered already)
+        from kran.rootless.pause import enter
+
+        try:
+            enter()
+        except KranError as e:
+            sys.stderr.write(f"kran: {e}\n")
+            return 125
+    from kran.api.server import make_server
+    from kran.rootless import default_socket
+
+    root, seconds, verbose, uri = "", 0.0, False, "unix://" + default_socket()
     args = list(argv)
     while args:
         a = args.pop(0)

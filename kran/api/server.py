@@ -35,7 +35,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from kran.api.http import API_VERSION, MIN_API_VERSION, ROUTES, Request
 
-DEFAULT_SOCKET = "/run/kran/kran.sock"
 BACKLOG = 128
 MAX_CONNECTIONS = 128
 IDLE_TIMEOUT = 300.0
@@ -382,5 +381,8 @@ def make_server(path: str, root: str, verbose: bool = False) -> Server:
         finally:
             probe.close()
     srv = Server(path, root, verbose)
-    os.chmod(path, 0o660)
+    from kran import rootless
+
+    # rootful: root and the docker-like group may connect; rootless: the user alone (0700 dir too)
+    os.chmod(path, 0o600 if rootless.active() else 0o660)
     return srv

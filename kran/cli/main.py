@@ -70,7 +70,8 @@ Management Commands:
 {management}
 
 Global Options:
-      --root string    Root of kran's state (default "/var/lib/kran", or $KRAN_ROOT)
+      --root string    Root of kran's state (default "/var/lib/kran", or $KRAN_ROOT;
+                       rootless: $XDG_DATA_HOME/kran)
   -D, --debug          Enable debug mode
   -v, --version        Print version information and quit
   -h, --help           Print usage
@@ -119,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         sys.stderr.write(f"kran: '{name}' is not a kran command.\nSee 'kran --help'\n")
         return 1
+    if os.getuid() != 0:
+        # rootless: the user's own paths and user namespace, before anything starts a thread
+        from kran.errors import KranError
+        from kran.rootless.pause import enter
+
+        try:
+            enter()
+        except KranError as e:
+            sys.stderr.write(f"kran: {e}\n")
+            return 125
     module = importlib.import_module(f"kran.cli.{entry[0]}")
     from kran.engine import Engine
 

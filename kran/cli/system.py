@@ -34,7 +34,7 @@ VERSION = Command(
 
 SERVICE = Command(
     "system service", "[OPTIONS] [URI]",
-    "Run the Docker Engine API on a unix socket (default unix:///run/kran/kran.sock)",
+    "Run the Docker Engine API on a unix socket (default unix:///run/kran/kran.sock; rootless: $XDG_RUNTIME_DIR/kran/kran.sock)",
     (
         Flag("time", "t", "int", "int", "Seconds to serve before exiting (0 = forever)", default=0),
         Flag("verbose", "v", help="Log every request to stderr"),
@@ -153,7 +153,9 @@ def cmd_service(engine: Any, p: P) -> int:
 
     from kran.errors import InvalidArgument
 
-    uri = p.args[0] if p.args else "unix:///run/kran/kran.sock"
+    from kran.rootless import default_socket
+
+    uri = p.args[0] if p.args else "unix://" + default_socket()
     if not uri.startswith("unix://"):
         raise InvalidArgument(f"only unix:// sockets are supported: {uri}")
     argv = [sys.executable, "-m", "kran.api", "--root", engine.root, "--time", str(p.time or 0)]

@@ -233,14 +233,17 @@ def _being_started(c: Container) -> bool:
 
 
 def run_dir(engine: Engine) -> str:
-    """Per-root runtime state on tmpfs (/run): gone after a reboot, like runc's."""
+    """Per-root runtime state on tmpfs (/run, a rootless user's $XDG_RUNTIME_DIR/kran): gone after
+    a reboot, like runc's."""
     from kran.engine import DEFAULT_ROOT
+    from kran.rootless import run_base
 
-    if engine.root == DEFAULT_ROOT:
-        return "/run/kran"
+    base = run_base()
+    if engine.root == (os.environ.get("KRAN_ROOTLESS_ROOT") if base != "/run/kran" else DEFAULT_ROOT):
+        return base
     import hashlib
 
-    return "/run/kran/" + hashlib.sha256(engine.root.encode()).hexdigest()[:12]
+    return os.path.join(base, hashlib.sha256(engine.root.encode()).hexdigest()[:12])
 
 
 def netns_path(engine: Engine, cid: str) -> str:

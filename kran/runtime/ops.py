@@ -117,8 +117,11 @@ def create(
     try:
         mgr = CgroupManager.for_path(spec_cgroup_path(linux.get("cgroupsPath"), cid))
         os.mkfifo(c.fifo, 0o622)
-        mgr.create(linux.get("resources"))
-        mgr.apply(linux.get("resources"))
+        try:
+            mgr.create(linux.get("resources"))
+            mgr.apply(linux.get("resources"))
+        except OSError as e:
+            mgr = _rootless_without_cgroup(mgr, e, linux.get("resources") or {})
         c.data = {
             "id": cid,
             "bundle": bundle,
@@ -127,7 +130,7 @@ def create(
             "owner": "",
             "annotations": spec.get("annotations") or {},
             "config": spec,
-            "cgroup": mgr.to_state(),
+            "cgroup": mgr.to_state() if mgr else None,
             "init_pid": 0,
         }
 
@@ -142,7 +145,7 @@ def create(
             bundle=bundle,
             rootfs=rootfs,
             fifo=c.fifo,
-            cgroup=mgr.to_state(),
+            cgroup=mgr.to_state() if mgr else None,
             console_fd=console_fd,
             preserve_fds=preserve_fds,
             no_pivot=no_pivot,
@@ -170,6 +173,25 @@ def create(
     finally:
         if console_fd is not None:
             os.close(console_fd)
+
+
+def _rootless_without_cgroup(mgr: object, e: OSError, res: dict) -> None:
+    """In a user namespace without a delegated cgroup (cgroup v1, or v2 not delegated to the user),
+    a container runs without its own cgroup, as runc's rootless mode does -- unless it asks for
+    limits, which would then silently not hold."""
+    import errno
+
+    from kran import rootless
+
+    if not rootless.active() or e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise e
+    try:
+        mgr.destroy()  # type: ignore[attr-defined]
+    except OSError:
+        pass
+    if any(v for k, v in res.items() if k != "devices"):
+        raise InvalidArgument(f"resource limits need a cgroup delegated to this user (cgroup v2): {e}") from None
+    return None
 
 
 def start(root: str, cid: str) -> Container:

@@ -322,7 +322,10 @@ def _init(req: CreateRequest, chan: Channel) -> None:
     prctl(PR_SET_DUMPABLE, 0)
     os.setsid()
     _preload(spec)
-    in_userns = any(ns.get("type") == "user" for ns in linux.get("namespaces") or [])
+    from kran import rootless
+
+    # a user namespace of its own, or kran's rootless one: no mknod, sysfs only if we own the netns
+    in_userns = rootless.active() or any(ns.get("type") == "user" for ns in linux.get("namespaces") or [])
     # The host's /proc still resolves "self" in the host pid namespace: our pid for hook states.
     host_pid = int(os.readlink("/proc/self"))
     fifo_fd = req.fifo_fd
