@@ -55,15 +55,15 @@ class Setup:
 
 
 def _ensure_devices(engine: Engine, n: Net, x: NetExtra) -> None:
-    from kran.network import bridge, netlink
+    from kran.network import bridge, hostns, netlink
 
     # The rules go in before a new bridge is made (first use, after a reboot, a network create):
     # so a bridge never exists without them, even after a kill -9 between the two, and while the
     # bridge is there no nft call is needed on the start path.
-    if netlink.link_index(n.bridge) is None:
+    if hostns.call(netlink.link_index, n.bridge) is None:
         apply_rules(engine)
     v6 = x.v6 if x.enable_ipv6 else None
-    bridge.ensure_bridge(n.bridge, n.gateway, n.subnet, v6.gateway if v6 else "", v6.subnet if v6 else "")
+    hostns.call(bridge.ensure_bridge, n.bridge, n.gateway, n.subnet, v6.gateway if v6 else "", v6.subnet if v6 else "")
 
 
 def _lease(engine: Engine, cid: str, n: Net, want: str, mac: str = "", x: NetExtra | None = None,
@@ -103,7 +103,7 @@ def _plug(engine: Engine, c: Container, nspath: str, n: Net, idx: int, want: str
     import ipaddress
 
     from kran.engine.netrecord import net_extra
-    from kran.network import bridge, ipam
+    from kran.network import bridge, hostns, ipam
 
     x = net_extra(engine, n.id)
     req, _ = endpoint_extra(engine, c.id, n.id)
@@ -116,7 +116,7 @@ def _plug(engine: Engine, c: Container, nspath: str, n: Net, idx: int, want: str
                          default_route=default_route and not n.internal,
                          ip6=ip6, prefix6=ipaddress.ip_network(x.v6.subnet).prefixlen if ip6 and x.v6 else 0,
                          gateway6=x.v6.gateway if ip6 and x.v6 else "", link_local=tuple(req.link_local))
-    bridge.attach(nspath, ep)
+    hostns.call(bridge.attach, nspath, ep)
     return ip
 
 
@@ -199,7 +199,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _publish(engine: Engine, c: Container, ip: str, out: Setup) -> None:
-    from kran.network import nft, ports
+    from kran.network import hostns, nft, ports
 
     wants = ports.wanted(c.config, c.host_config)
     if not wants:
@@ -219,7 +219,7 @@ def _publish(engine: Engine, c: Container, ip: str, out: Setup) -> None:
             db.execute("INSERT INTO ports VALUES (?,?,?,?,?,?)",
                        (c.id, b.host_ip or "0.0.0.0", b.host_port, b.proto, ip, b.container_port))
     kernel = [(b.proto, b.host_ip, b.host_port, ip, b.container_port) for b in bound
-              if not (b.host_ip or "").startswith("127.")]
+              if not (b.host_ip or "").startswith("127.") and hostns.kernel_dnat()]
     if kernel:
         try:
             try:
@@ -231,6 +231,8 @@ def _publish(engine: Engine, c: Container, ip: str, out: Setup) -> None:
             raise KranError(f"driver failed programming external connectivity on endpoint {c.name} ({epid}): {e}") from None
     cfg = out.monitor_cfg or {}
     cfg["proxies"] = [{"fd": b.sock.fileno(), "proto": b.proto, "to": ip, "port": b.container_port} for b in bound]
+    if hostns.path():
+        cfg["netns"] = hostns.path()  # the proxies connect from the rootless netns
     out.monitor_cfg = cfg
     out.fds += [b.sock.fileno() for b in bound]
 
@@ -324,7 +326,7 @@ def teardown(engine: Engine, cid: str, network_id: str | None = None, *, links: 
 
     ``links=False`` when the container's namespace is about to go: the kernel then deletes its veth
     pairs itself, in the background (deleting one here costs ~20 ms of RCU grace period)."""
-    from kran.network import bridge, nft
+    from kran.network import bridge, hostns, nft
 
     db = engine.store.db
     cond, args = ("container_id=?", (cid,)) if network_id is None else ("container_id=? AND network_id=?", (cid, network_id))
@@ -336,10 +338,10 @@ def teardown(engine: Engine, cid: str, network_id: str | None = None, *, links: 
         return
     for _nid, host_if in eps if links else ():
         try:
-            bridge.detach(host_if)
+            hostns.call(bridge.detach, host_if)
         except OSError:
             pass
-    for p in prts:
+    for p in prts if hostns.kernel_dnat() else ():
         if not p[1].startswith("127."):
             try:
                 nft.run(nft.port_elements("delete", [p]), check=False)

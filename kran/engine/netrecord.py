@@ -67,9 +67,9 @@ def _config() -> dict[str, Any]:
 
 
 def host_routes(own_bridges: set[str]) -> list[str]:
-    from kran.network import netlink
+    from kran.network import hostns, netlink
 
-    return [dst for dst, _gw, dev in netlink.routes() if dst != "default" and dev not in own_bridges]
+    return [dst for dst, _gw, dev in hostns.call(netlink.routes) if dst != "default" and dev not in own_bridges]
 
 
 def ensure_builtin(engine: Engine) -> None:
@@ -144,16 +144,18 @@ def apply_rules(engine: Engine) -> None:
             extras[nid] = x.v6.subnet
     nets = [nft.BridgeNet(n.bridge, n.subnet, n.internal, extras.get(n.id, "")) for n in all_networks(engine)
             if n.is_bridge]
+    from kran.network import hostns
+
     try:
-        nft.run(nft.BASE + nft.network_rules(nets) + nft.network_rules6(nets))
+        hostns.call(nft.run, nft.BASE + nft.network_rules(nets) + nft.network_rules6(nets))
     except OSError as e:
         raise KranError(f"failed to program nftables: {e}") from e
 
 
 def table_exists() -> bool:
-    from kran.network import nft
+    from kran.network import hostns, nft
 
-    return "table ip" in nft.list_table()
+    return "table ip" in hostns.call(nft.list_table)
 
 
 def event(engine: Engine, action: str, nid: str, **attrs: str) -> None:

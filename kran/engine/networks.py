@@ -204,10 +204,10 @@ def remove(engine: Engine, ref: str) -> None:
                 raise Forbidden(f"error while removing network: network {n.name} id {n.id} has active endpoints")
             db.execute("DELETE FROM endpoints WHERE network_id=?", (n.id,))
             db.execute("DELETE FROM networks WHERE id=?", (n.id,))
-        from kran.network import bridge
+        from kran.network import bridge, hostns
 
         try:
-            bridge.remove_bridge(n.bridge)
+            hostns.call(bridge.remove_bridge, n.bridge)
         except OSError:
             pass
         if table_exists():

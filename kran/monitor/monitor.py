@@ -127,6 +127,11 @@ class Monitor(AttachServing):
         if cfg.get("net"):
             from kran.monitor import netserve
 
+            if cfg["net"].get("netns"):
+                # rootless: the proxies' listeners came from the host's namespace, their
+                # connections to the container go out from the rootless one (rootlessport's split)
+                _join_netns(cfg["net"]["netns"])
+
             self.net = netserve.NetServer(cfg["net"])
 
     # -- runtime -------------------------------------------------------------------------
@@ -602,6 +607,16 @@ def report(fd: int, msg: dict) -> None:
 def _usage() -> int:
     sys.stderr.write("usage: python -m kran.monitor CONTAINER_DIR [--sync-fd N] [--detach]\n")
     return 2
+
+
+def _join_netns(path: str) -> None:
+    from kran.sys.ns import CLONE_NEWNET, setns
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def main(argv: list[str]) -> int:

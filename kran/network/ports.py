@@ -87,8 +87,26 @@ def bind_one(proto: str, host_ip: str, port: int) -> socket.socket:
         s.close()
         reason = {errno.EADDRINUSE: "address already in use", errno.EADDRNOTAVAIL: "cannot assign requested address",
                   errno.EACCES: "permission denied"}.get(e.errno or 0, (e.strerror or str(e)).lower())
-        raise PortError(f"Error starting userland proxy: listen {proto}4 {_addr_text(host_ip, port)}: bind: {reason}") from None
+        msg = f"Error starting userland proxy: listen {proto}4 {_addr_text(host_ip, port)}: bind: {reason}"
+        if e.errno == errno.EACCES:
+            msg += _privileged_hint(port)
+        raise PortError(msg) from None
     return s
+
+
+def _privileged_hint(port: int) -> str:
+    """Rootless kran binds as its user: below net.ipv4.ip_unprivileged_port_start it may not."""
+    from kran import rootless
+
+    if not rootless.active():
+        return ""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            start = int(f.read().strip())
+    except (OSError, ValueError):
+        start = 1024
+    return (f" (rootless: ports below net.ipv4.ip_unprivileged_port_start={start} are privileged;"
+            f" publish a port >= {start}, or as root: sysctl net.ipv4.ip_unprivileged_port_start={port})")
 
 
 def _taken(allocated: set[tuple[str, str, int]], proto: str, ip: str, port: int) -> bool:
