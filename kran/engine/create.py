@@ -104,6 +104,7 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
     from kran.engine import validate  # (only create needs it: `kran ps` must not pay for it)
 
     validate.check_create(req)
+    validate.check_rootless_limits(h)
     _validate_request(engine, req)
     if name is not None:
         if not NAME_RE.match(name):

@@ -46,6 +46,9 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
         new["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
     h.update(new)
     _validate(h, new)
+    from kran.engine.validate import check_rootless_limits
+
+    check_rootless_limits({k: v for k, v in new.items() if k != "RestartPolicy"})
     if c.running:
         # (a policy alone is the monitor's business: no runtime update for it)
         res = resources(h, new) if set(new) - {"RestartPolicy"} else {}

@@ -187,3 +187,37 @@ def log_size(s: str) -> int:
     if not m:
         raise InvalidArgument(f"invalid max-size: {s}")
     return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)])
+
+
+#: HostConfig keys that need a cgroup -> the docker flag that sets each
+_LIMIT_FLAGS = (
+    ("Memory", "--memory"), ("MemorySwap", "--memory-swap"), ("MemoryReservation", "--memory-reservation"),
+    ("KernelMemory", "--kernel-memory"), ("OomKillDisable", "--oom-kill-disable"), ("NanoCpus", "--cpus"),
+    ("CpuShares", "--cpu-shares"), ("CpuQuota", "--cpu-quota"), ("CpuPeriod", "--cpu-period"),
+    ("CpusetCpus", "--cpuset-cpus"), ("CpusetMems", "--cpuset-mems"), ("BlkioWeight", "--blkio-weight"),
+    ("BlkioWeightDevice", "--blkio-weight-device"), ("BlkioDeviceReadBps", "--device-read-bps"),
+    ("BlkioDeviceWriteBps", "--device-write-bps"), ("BlkioDeviceReadIOps", "--device-read-iops"),
+    ("BlkioDeviceWriteIOps", "--device-write-iops"), ("CpuRealtimePeriod", "--cpu-rt-period"),
+    ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
+)
+
+
+def check_rootless_limits(h: dict) -> None:
+    """Rootless kran without a delegated cgroup cannot enforce limits: refuse each one asked for
+    (never run the container as if it had them)."""
+    from kran import rootless
+
+    if not rootless.active():
+        return
+    asked = [flag for key, flag in _LIMIT_FLAGS if h.get(key) and h.get(key) != -1]
+    if h.get("MemorySwappiness") is not None and int(h["MemorySwappiness"]) >= 0:
+        asked.append("--memory-swappiness")
+    if h.get("PidsLimit") and int(h["PidsLimit"]) > 0:
+        asked.append("--pids-limit")
+    if not asked or rootless.delegated_cgroup():
+        return
+    v = "cgroup v2 is not delegated to this user" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") \
+        else "this host has cgroup v1, which cannot be delegated"
+    raise InvalidArgument(f"{', '.join(asked)}: resource limits need a cgroup delegated to the user in rootless mode,"
+                          f" and {v}; run without {'them' if len(asked) > 1 else 'it'}, or as root")
+

@@ -96,3 +96,36 @@ def netns_path() -> str:
     """The rootless network namespace (bridges, veths, nft rules, the outbound tap) or ""."""
     pid = pause_pid()
     return f"/proc/{pid}/ns/net" if pid else ""
+
+
+def delegated_cgroup() -> str:
+    """The cgroup v2 directory delegated to this user (relative to /sys/fs/cgroup), or "".
+
+    systemd delegates ``user@UID.service`` to each logged-in user; kran puts its containers under
+    the highest cgroup above its own that the user owns and that offers the memory and pids
+    controllers.  cgroup v1 (this project's CI host) has no delegation: rootless containers run
+    without a cgroup there, and limits are refused (:func:`kran.engine.validate.check_rootless_limits`)."""
+    base = "/sys/fs/cgroup"
+    if not os.path.exists(os.path.join(base, "cgroup.controllers")):
+        return ""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = next((line.strip()[3:] for line in f if line.startswith("0::")), "")
+    except OSError:
+        return ""
+    best = ""
+    parts = [p for p in own.split("/") if p]
+    uid = os.getuid()
+    for i in range(len(parts), 0, -1):
+        rel = "/".join(parts[:i])
+        d = os.path.join(base, rel)
+        try:
+            if os.stat(d).st_uid != uid or not os.access(d, os.W_OK):
+                break
+            with open(os.path.join(d, "cgroup.controllers")) as f:
+                ctrls = f.read().split()
+        except OSError:
+            break
+        if "memory" in ctrls and "pids" in ctrls:
+            best = rel
+    return best
