@@ -7,10 +7,9 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    import os
     import signal
     import threading
-
-    import os
 
     from kran.errors import KranError
 

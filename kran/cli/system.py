@@ -152,7 +152,6 @@ def cmd_service(engine: Any, p: P) -> int:
     import os
 
     from kran.errors import InvalidArgument
-
     from kran.rootless import default_socket
 
     uri = p.args[0] if p.args else "unix://" + default_socket()

@@ -303,9 +303,9 @@ def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int) -> None:
         except OSError as e:
             os.write(up_w, b"E" + f"network namespace: {e.strerror}".encode())
             os._exit(1)
-        from kran.sys.prctl import PR_SET_NAME, prctl
-
         import ctypes
+
+        from kran.sys.prctl import PR_SET_NAME, prctl
 
         name = ctypes.create_string_buffer(PAUSE_NAME)
         prctl(PR_SET_NAME, ctypes.addressof(name))
