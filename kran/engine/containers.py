@@ -231,7 +231,15 @@ def _bundle(engine: Engine, c: Container, rootfs: str, link_env: list[str] = ())
         user=user,
         cgroup_parent=h.get("CgroupParent") or "/kran", cgroup_v2=_cgroup_v2(), seccomp=seccomp, caps=tuple(caps),
     )
-    return make_spec(inp)
+    spec = make_spec(inp)
+    from kran import rootless
+
+    if rootless.single_id():
+        # only the user's own ids are mapped: devpts' tty group (5) does not exist here
+        for m in spec["mounts"]:
+            if m.get("type") == "devpts":
+                m["options"] = [o for o in m["options"] if not o.startswith("gid=")]
+    return spec
 
 
 def _security(h: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:

@@ -133,6 +133,10 @@ def _child_fail(chan: Channel, e: BaseException) -> None:
         msg = f"{e.strerror or e}: {e.filename}"
     else:
         msg = str(e)
+    if os.environ.get("KRAN_RUNTIME_DEBUG"):  # where in the init it failed
+        import traceback
+
+        msg += " [" + " <- ".join(f"{f.name}:{f.lineno}" for f in reversed(traceback.extract_tb(e.__traceback__))) + "]"
     try:
         chan.send_parent("error", jsonc.dumps(msg))
     except OSError:  # the parent is gone (after "ready"): stderr is all we have
@@ -311,8 +315,18 @@ def _bootstrap(req: CreateRequest, chan: Channel, ns_fds: list[tuple[str, int]])
     chan.send_parent("pid", str(c2))
 
 
+def _setgroups_denied() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
+
+
 def _init(req: CreateRequest, chan: Channel) -> None:
     """C2: the container's init.  Sets everything up, waits on the fifo, execs.  Never returns."""
+    if os.environ.get("KRAN_RUNTIME_DEBUG"):
+        import traceback  # noqa: F401 - for _child_fail, after pivot_root has hidden the host
     from kran.runtime import hooks, rootfs
     from kran.sys.prctl import PR_SET_DUMPABLE, prctl
 
@@ -529,7 +543,9 @@ def _set_caps_and_user(proc: dict) -> None:
     try:
         os.setgroups([int(g) for g in user.get("additionalGids") or []])
     except PermissionError:
-        if user.get("additionalGids"):
+        # a user namespace mapping only its creator's ids has setgroups denied (rootless kran's
+        # single-id mode): keep the groups we have, as crun does there
+        if user.get("additionalGids") and not _setgroups_denied():
             raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import unquote_to_bytes
 
-from kran.errors import InvalidArgument, InvalidContent, UnsafePath
+from kran.errors import InvalidArgument, InvalidContent, KranError, UnsafePath
 
 __all__ = ["LayerStats", "apply_layer", "compression_of", "open_decompressed", "write_layer"]
 
@@ -104,6 +104,30 @@ def open_decompressed(fileobj: BinaryIO) -> BinaryIO:
         raw = _ZstdRaw(raw)
     return io.BufferedReader(raw, _CHUNK)
 
+
+
+def name_of(m: _Member) -> str:
+    return m.name.decode("utf-8", "surrogateescape")
+
+
+def _chown(fn, entry: str, m: _Member, *args, **kw) -> None:  # type: ignore[no-untyped-def]
+    """fchown/lchown to the member's owner.  In a rootless user namespace an owner outside the
+    mapping is EINVAL: skipped in single-id mode (the file stays the user's, Podman's
+    ignore_chown_errors), otherwise a clear error (Podman's wording)."""
+    try:
+        fn(*args, m.uid, m.gid, **kw)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        from kran import rootless
+
+        if not rootless.active():
+            raise
+        if rootless.single_id():
+            return
+        raise KranError(f"potentially insufficient UIDs or GIDs available in user namespace (requested "
+                        f"{m.uid}:{m.gid} for /{entry.lstrip('./')}): check /etc/subuid and /etc/subgid: "
+                        f"lchown /{entry.lstrip('./')}: invalid argument") from None
 
 class _Prefixed(io.RawIOBase):
     """``head`` (bytes already read from ``src``), then the rest of ``src``."""
@@ -862,7 +886,7 @@ class _Unpacker:
     def _root_entry(self, m: _Member, entry: str) -> None:
         if m.type != _DIR:
             raise InvalidContent(f"layer entry {entry!r} names the root but is not a directory")
-        os.fchown(self.root, m.uid, m.gid)
+        _chown(os.fchown, entry, m, self.root)
         self._xattrs(self.root, m, entry)
         os.fchmod(self.root, m.mode)
         if m.mode & stat.S_ISGID:
@@ -885,7 +909,7 @@ class _Unpacker:
         try:
             self.reader.copy_to(fd, m.size)
             if (m.uid, m.gid) != self.ids or phys[:-1] in self.sgid_dirs:
-                os.fchown(fd, m.uid, m.gid)  # before the xattrs (chown drops security.capability)
+                _chown(os.fchown, name_of(m), m, fd)  # before the xattrs (chown drops security.capability)
             if m.xattrs:
                 self._xattrs(fd, m, leaf)
             if not quick_mode:
@@ -909,7 +933,7 @@ class _Unpacker:
             if hit is not None:
                 self.dead.append(hit[0])
             self.dirs[comps] = (fd, phys)  # its children usually follow
-        os.fchown(fd, m.uid, m.gid)
+        _chown(os.fchown, name_of(m), m, fd)
         if m.xattrs:
             self._xattrs(fd, m, leaf)
         os.fchmod(fd, m.mode)
@@ -928,7 +952,7 @@ class _Unpacker:
         except FileExistsError:
             self._remove(pfd, leaf, phys)
             os.symlink(target, leaf, dir_fd=pfd)
-        os.chown(leaf, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        _chown(os.chown, name_of(m), m, leaf, dir_fd=pfd, follow_symlinks=False)
         if m.xattrs:
             self._xattrs(f"/proc/self/fd/{pfd}/{leaf}", m, entry, path=True, link=True)
         os.utime(leaf, ns=self._times(m), dir_fd=pfd, follow_symlinks=False)
@@ -980,7 +1004,7 @@ class _Unpacker:
         except FileExistsError:
             self._remove(pfd, leaf, phys)
             make()
-        os.chown(leaf, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        _chown(os.chown, name_of(m), m, leaf, dir_fd=pfd, follow_symlinks=False)
         if m.xattrs:
             self._xattrs(f"/proc/self/fd/{pfd}/{leaf}", m, entry, path=True)
         try:
