@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from kran.errors import KranError
 from kran.rootless import subids
@@ -93,7 +94,7 @@ def enter() -> None:
         pid = _running_pause(run, uid)
         if not pid:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            pid = _running_pause(run, uid) or _start(run, uid, gid, config)
+            pid = _running_pause(run, uid) or _adopt(run, uid) or _start(run, uid, gid, config)
         _join(pid)
     finally:
         os.close(lock)
@@ -136,13 +137,66 @@ def _running_pause(run: str, uid: int) -> int:
     return pid
 
 
+def _adopt(run: str, uid: int) -> int:
+    """Our namespace outlived its pid file or its pause process: find it again, so running
+    containers stay ours (their mounts and namespaces live there, not in a new one).
+
+    A pause process whose pid file went with $XDG_RUNTIME_DIR (logout) is taken back as it is; if
+    the pause process itself was killed, a monitor still holds the namespaces: join it and start a
+    new pause process there (with a new rootless netns: the old one went with the old process)."""
+    try:
+        own = os.stat("/proc/self/ns/user").st_ino
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    monitor = 0
+    for d in entries:
+        if not d.isdigit():
+            continue
+        pid = int(d)
+        try:
+            if os.stat(f"/proc/{d}").st_uid != uid or os.stat(f"/proc/{d}/ns/user").st_ino == own or _zombie(pid):
+                continue
+            with open(f"/proc/{d}/comm", "rb") as f:
+                comm = f.read().strip()
+            if comm == PAUSE_NAME:
+                _write_pid(run, pid)
+                return pid
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+                if not monitor and (b"kran/monitor/" in cmd or b"kran.monitor" in cmd):
+                    monitor = pid
+        except OSError:
+            continue
+    if not monitor:
+        return 0
+    from kran import rootless
+
+    _join(monitor)
+    rootless._active = None
+    pid = _spawn_pause(None)
+    why = start_slirp(run, pid)
+    if why:
+        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
+    _write_pid(run, pid)
+    return pid
+
+
+def _write_pid(run: str, pid: int) -> None:
+    tmp = os.path.join(run, f"pause.pid.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, os.path.join(run, "pause.pid"))
+
+
 def _join(pid: int) -> None:
     from kran.sys.ns import CLONE_NEWNS, CLONE_NEWUSER, setns
 
     fds = []
     try:
         fds = [os.open(f"/proc/{pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC) for n in ("user", "mnt")]
-        setns(fds[0], CLONE_NEWUSER)
+        if os.fstat(fds[0]).st_ino != os.stat("/proc/self/ns/user").st_ino:  # (_adopt may have joined)
+            setns(fds[0], CLONE_NEWUSER)
         setns(fds[1], CLONE_NEWNS)
     except OSError as e:
         raise RootlessError(f"cannot join the rootless namespace of pause process {pid}: {e.strerror}") from None
@@ -192,29 +246,41 @@ def _start(run: str, uid: int, gid: int, config: str) -> int:
     elif not (shutil.which("newuidmap") and shutil.which("newgidmap")):
         raise RootlessError("rootless mode needs newuidmap and newgidmap (as root: apt-get install uidmap)")
 
+    def mapper(pid: int) -> None:
+        if single:
+            _write_single(pid, uid, gid)
+        else:
+            _newidmap("newuidmap", pid, uargs)
+            _newidmap("newgidmap", pid, gargs)
+
+    pid = _spawn_pause(mapper)
+    why = start_slirp(run, pid)
+    if why:
+        # --network none|host and bridges between containers work without it: only outbound
+        # traffic needs it (docs/rootless.md says how to fix what the warning names)
+        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
+    _write_pid(run, pid)
+    return pid
+
+
+def _spawn_pause(mapper: Callable[[int], None] | None) -> int:
+    """Fork the pause process and wait until it is ready.  ``mapper(pid)`` writes the id maps of
+    its new user namespace; None: it stays in ours (which we joined) and makes only a netns."""
     go_r, go_w = os.pipe()  # parent -> pause: the maps are written (b"1") or not (b"")
     up_r, up_w = os.pipe()  # pause -> parent: b"u" after unshare, b"r" when ready, b"E..." on failure
-    pid = _fork_pause(go_r, go_w, up_r, up_w)
+    pid = _fork_pause(go_r, go_w, up_r, up_w, mapper is not None)
     os.close(go_r)
     os.close(up_w)
     try:
         msg = os.read(up_r, 256)
         if msg[:1] != b"u":
             raise RootlessError(f"cannot create the rootless user namespace: {msg[1:].decode(errors='replace') or 'failed'}")
-        if single:
-            _write_single(pid, uid, gid)
-        else:
-            _newidmap("newuidmap", pid, uargs)
-            _newidmap("newgidmap", pid, gargs)
+        if mapper is not None:
+            mapper(pid)
         os.write(go_w, b"1")
         msg = os.read(up_r, 256)
         if msg[:1] != b"r":
             raise RootlessError(f"cannot set up the rootless namespaces: {msg[1:].decode(errors='replace') or 'failed'}")
-        why = start_slirp(run, pid)
-        if why:
-            # --network none|host and bridges between containers work without it; outbound and
-            # nothing else needs it, and the next start of a bridged container tries again
-            sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
     except BaseException:
         try:
             os.kill(pid, 9)
@@ -224,10 +290,6 @@ def _start(run: str, uid: int, gid: int, config: str) -> int:
     finally:
         for fd in (go_w, up_r):
             os.close(fd)
-    tmp = os.path.join(run, f"pause.pid.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, os.path.join(run, "pause.pid"))
     return pid
 
 
@@ -249,7 +311,7 @@ def _write_single(pid: int, uid: int, gid: int) -> None:
         f.write(f"0 {gid} 1\n")
 
 
-def _fork_pause(go_r: int, go_w: int, up_r: int, up_w: int) -> int:
+def _fork_pause(go_r: int, go_w: int, up_r: int, up_w: int, new_userns: bool) -> int:
     """Fork twice (the pause process is nobody's child but init's) and return its pid."""
     pid_r, pid_w = os.pipe()
     mid = os.fork()
@@ -260,7 +322,7 @@ def _fork_pause(go_r: int, go_w: int, up_r: int, up_w: int) -> int:
             pid = os.fork()
             if pid == 0:
                 os.close(pid_w)
-                _pause_main(go_r, go_w, up_r, up_w)
+                _pause_main(go_r, go_w, up_r, up_w, new_userns)
             os.write(pid_w, str(pid).encode())
         finally:
             os._exit(0)
@@ -278,7 +340,7 @@ def _fork_pause(go_r: int, go_w: int, up_r: int, up_w: int) -> int:
     return int(data)
 
 
-def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int) -> None:
+def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int, new_userns: bool) -> None:
     """The pause process: never returns."""
     try:
         for fd in (go_w, up_r):
@@ -286,7 +348,8 @@ def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int) -> None:
         from kran.sys.ns import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, unshare
 
         try:
-            unshare(CLONE_NEWUSER | CLONE_NEWNS)
+            if new_userns:
+                unshare(CLONE_NEWUSER | CLONE_NEWNS)
         except OSError as e:
             os.write(up_w, b"E" + f"unshare: {e.strerror} (are unprivileged user namespaces enabled? "
                      "sysctl kernel.unprivileged_userns_clone)".encode())
