@@ -105,7 +105,7 @@ class EngineBackend(Backend):
 
     @contextmanager
     def rootfs(self, image_id: str | None) -> Iterator[str]:
-        from kran.sys.fsutil import mount, umount
+        from kran.sys.fsutil import umount
 
         layers = [self.engine.store.layers.path(ch) for ch, *_ in self.engine.images.layers(image_id)] if image_id else []
         if len(layers) == 1:
@@ -118,7 +118,9 @@ class EngineBackend(Backend):
                 return
             target = os.path.join(work, "merged")
             os.mkdir(target)
-            mount("overlay", target, "overlay", 0, "lowerdir=" + ":".join(reversed(layers)))
+            from kran.rootless.overlay import mount_overlay
+
+            mount_overlay(target, "lowerdir=" + ":".join(reversed(layers)))
             try:
                 yield target
             finally:

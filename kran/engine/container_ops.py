@@ -75,7 +75,7 @@ def export(engine: Engine, ref: str, out: BinaryIO) -> None:
     """The container's whole filesystem as a tar (``docker export``)."""
     from kran.engine.containers import _mount_rootfs, get
     from kran.storage.layertar import write_layer
-    from kran.sys.fsutil import MNT_DETACH, MS_RDONLY, is_mountpoint, mount, umount
+    from kran.sys.fsutil import MNT_DETACH, is_mountpoint, umount
 
     c = get(engine, ref)
     merged = os.path.join(c.dir, "merged")
@@ -86,7 +86,9 @@ def export(engine: Engine, ref: str, out: BinaryIO) -> None:
     target = tempfile.mkdtemp(prefix="export-", dir=engine.store.tmp if os.path.isdir(engine.store.tmp) else None)
     try:
         lower = ":".join([os.path.join(c.dir, "upper")] + list(reversed(layers)))
-        mount("overlay", target, "overlay", MS_RDONLY, f"lowerdir={lower}")
+        from kran.rootless.overlay import mount_overlay
+
+        mount_overlay(target, f"lowerdir={lower}", readonly=True)
         try:
             write_layer(target, out, whiteout_format="none")
         finally:

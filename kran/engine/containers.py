@@ -79,7 +79,7 @@ def _cgroup_v2() -> bool:
 
 
 def _mount_rootfs(engine: Engine, c: Container) -> str:
-    from kran.sys.fsutil import is_mountpoint, mount
+    from kran.sys.fsutil import is_mountpoint
 
     merged = os.path.join(c.dir, "merged")
     if is_mountpoint(merged):
@@ -91,8 +91,10 @@ def _mount_rootfs(engine: Engine, c: Container) -> str:
         layers = [empty]
     lower = ":".join(reversed(layers))
     opts = f"lowerdir={lower},upperdir={c.dir}/upper,workdir={c.dir}/work"
+    from kran.rootless.overlay import mount_overlay
+
     try:
-        mount("overlay", merged, "overlay", 0, opts)
+        mount_overlay(merged, opts)
     except OSError as e:
         raise KranError(f"error mounting the container's root filesystem: {e}") from e
     return merged
