@@ -137,6 +137,11 @@ def container_pids(engine: Engine, ref: str) -> list[int]:
     pid = int((c.state or {}).get("pid") or 0)
     cg = _cgroup_dirs(pid)
     d = cg.get("") or cg.get("pids") or cg.get("memory") or ""
+    if c.id not in d:
+        # no cgroup of its own (rootless on cgroup v1): its cgroup is its user's, shared
+        from kran.sys.ns import pidns_members
+
+        return pidns_members(pid)
     pids = [int(x) for x in _read(os.path.join(d, "cgroup.procs")).split()] if d else []
     return pids or [pid]
 

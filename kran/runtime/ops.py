@@ -523,7 +523,11 @@ def ps_pids(root: str, cid: str) -> list[int]:
     c = Container.load(root, cid)
     if c.status() == STOPPED:
         raise Conflict("container not running")
-    return CgroupManager.from_state(c.data["cgroup"]).pids() if c.data.get("cgroup") else [c.pid]
+    if c.data.get("cgroup"):
+        return CgroupManager.from_state(c.data["cgroup"]).pids()
+    from kran.sys.ns import pidns_members
+
+    return pidns_members(c.pid)
 
 
 FEATURES = {

@@ -32,3 +32,23 @@ def unshare(flags: int) -> None:
 
 def setns(fd: int, nstype: int = 0) -> None:
     check(libc.setns(fd, nstype), "setns")
+
+
+def pidns_members(pid: int) -> list[int]:
+    """The processes in ``pid``'s pid namespace (all we can see of it): how a container without a
+    cgroup of its own (rootless on cgroup v1) lists its processes."""
+    import os
+
+    try:
+        want = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return [pid]
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}/ns/pid").st_ino == want:
+                    out.append(int(d))
+            except OSError:
+                pass
+    return sorted(out) or [pid]

@@ -81,7 +81,8 @@ class User:
         self.home = BASE / self.name
         BASE.mkdir(mode=0o755, exist_ok=True)
         BASE.chmod(0o755)
-        _sh("useradd", "-M", "-d", str(self.home), "-s", "/bin/sh", "-c", MARK, "-U", self.name)
+        # the GECOS names the pytest process that owns the user (see _sweep_stale_users)
+        _sh("useradd", "-M", "-d", str(self.home), "-s", "/bin/sh", "-c", f"{MARK} pid={os.getpid()}", "-U", self.name)
         pw = pwd.getpwnam(self.name)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         self.home.mkdir(mode=0o700)
@@ -197,13 +198,18 @@ def _kill_user_processes(uid: int, subuid: int) -> None:
 
 
 def _sweep_stale_users() -> None:
-    """Users a killed earlier session left behind (their GECOS says what they are)."""
+    """Users a killed earlier session left behind (their GECOS says what they are, and which
+    pytest made them: users of a session still running are left alone)."""
     for pw in pwd.getpwall():
-        if pw.pw_gecos == MARK:
-            _kill_user_processes(pw.pw_uid, 0)
-            _sh("userdel", pw.pw_name, check=False)
-            _remove_lines(pw.pw_name, str(pw.pw_uid))
-            shutil.rmtree(pw.pw_dir, ignore_errors=True)
+        if not pw.pw_gecos.startswith(MARK):
+            continue
+        owner = pw.pw_gecos.rpartition("pid=")[2]
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            continue
+        _kill_user_processes(pw.pw_uid, 0)
+        _sh("userdel", pw.pw_name, check=False)
+        _remove_lines(pw.pw_name, str(pw.pw_uid))
+        shutil.rmtree(pw.pw_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
