@@ -122,9 +122,8 @@ def _running_pause(run: str, uid: int) -> int:
     if pid <= 0:
         return 0
     try:
-        with open(f"/proc/{pid}/comm", "rb") as f:
-            if f.read().strip() != PAUSE_NAME:
-                return 0
+        if not _is_pause(pid):
+            return 0
         if os.stat(f"/proc/{pid}").st_uid != uid:
             return 0
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -157,9 +156,7 @@ def _adopt(run: str, uid: int) -> int:
         try:
             if os.stat(f"/proc/{d}").st_uid != uid or os.stat(f"/proc/{d}/ns/user").st_ino == own or _zombie(pid):
                 continue
-            with open(f"/proc/{d}/comm", "rb") as f:
-                comm = f.read().strip()
-            if comm == PAUSE_NAME:
+            if _is_pause(pid):
                 _write_pid(run, pid)
                 return pid
             with open(f"/proc/{d}/cmdline", "rb") as f:
@@ -187,6 +184,11 @@ def _write_pid(run: str, pid: int) -> None:
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, os.path.join(run, "pause.pid"))
+
+
+def _is_pause(pid: int) -> bool:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0", 1)[0] == PAUSE_NAME
 
 
 def _join(pid: int) -> None:
@@ -366,12 +368,6 @@ def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int, new_userns: bool) ->
         except OSError as e:
             os.write(up_w, b"E" + f"network namespace: {e.strerror}".encode())
             os._exit(1)
-        import ctypes
-
-        from kran.sys.prctl import PR_SET_NAME, prctl
-
-        name = ctypes.create_string_buffer(PAUSE_NAME)
-        prctl(PR_SET_NAME, ctypes.addressof(name))
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -386,13 +382,15 @@ def _pause_main(go_r: int, go_w: int, up_r: int, up_w: int, new_userns: bool) ->
                     pass
         os.write(up_w, b"r")
         os.close(up_w)
-        import signal
+        # From here it only has to exist: coreutils' sleep holds the namespaces for ~1 MiB
+        # instead of a Python interpreter's ~10; argv[0] names it in ps (and for _is_pause).
+        try:
+            os.execv("/bin/sleep", [PAUSE_NAME.decode(), "infinity"])
+        except OSError:
+            import signal
 
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        while True:
-            signal.pause()
+            while True:
+                signal.pause()
     except BaseException as e:
         try:
             os.write(up_w, b"E" + f"{type(e).__name__}: {e}".encode()[:200])
