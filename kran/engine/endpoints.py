@@ -145,6 +145,10 @@ def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:
             with transaction(engine.store.db):
                 record(engine.store.db, c.id, [EndpointPlan(n.id, (), "")])
             rows = endpoint_rows(engine, c.id)
+    if rows:
+        from kran.network import hostns
+
+        hostns.ensure_outbound()
     own: list[tuple[str, str]] = []
     user_nets = False
     first_ip = ""

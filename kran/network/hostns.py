@@ -38,3 +38,23 @@ def kernel_dnat() -> bool:
     from kran import rootless
 
     return not rootless.active()
+
+
+def ensure_outbound() -> None:
+    """Rootless: (re)start slirp4netns if it is not running (it could not start with the pause
+    process, e.g. /dev/net/tun was not usable then); a warning line if it still cannot."""
+    from kran import rootless
+
+    pid = rootless.pause_pid() if rootless.active() else 0
+    if not pid:
+        return
+    from kran.rootless import pause
+
+    run = rootless.run_base()
+    if pause.slirp_running(run):
+        return
+    why = pause.start_slirp(run, pid)
+    if why:
+        import sys
+
+        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
