@@ -43,59 +43,9 @@ def version(req: Request) -> None:
 
 @route("GET", "/info")
 def info(req: Request) -> None:
-    from kran.engine import containers
+    from kran.engine.sysinfo import info
 
-    e = req.engine
-    cs = containers.all_containers(e)
-    running = sum(1 for c in cs if c.status == "running")
-    paused = sum(1 for c in cs if c.status == "paused")
-    images = e.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0] if cs is not None else 0
-    cgv2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    mem = 0
-    try:
-        with open("/proc/meminfo") as f:
-            mem = int(f.readline().split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    req.send_json({
-        "ID": "", "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
-        "ContainersStopped": len(cs) - running - paused, "Images": images, "Driver": "overlay2",
-        "DriverStatus": [["Backing Filesystem", "extfs"]], "DockerRootDir": e.root,
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                    "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "Debug": False, "OomKillDisable": False,
-        "NGoroutines": 0, "SystemTime": _now(), "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1", "NEventsListener": 0,
-        "KernelVersion": os.uname().release, "OperatingSystem": _os_name(), "OSType": "linux",
-        "Architecture": os.uname().machine, "NCPU": os.cpu_count() or 1, "MemTotal": mem,
-        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": None, "GenericResources": None,
-        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": os.uname().nodename, "Labels": [],
-        "ExperimentalBuild": False, "ServerVersion": _version()["Version"],
-        "Runtimes": {"kran": {"path": "kran-runtime"}, "runc": {"path": "runc"}}, "DefaultRuntime": "kran",
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                  "Error": "", "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "",
-        "InitBinary": "tini-static", "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
-    })
-
-
-def _now() -> str:
-    import time
-
-    from kran.engine.timefmt import rfc3339
-
-    return rfc3339(time.time())
-
-
-def _os_name() -> str:
-    try:
-        with open("/etc/os-release") as f:
-            for line in f:
-                if line.startswith("PRETTY_NAME="):
-                    return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
+    req.send_json(info(req.engine).document())
 
 
 @route("GET", "/events")

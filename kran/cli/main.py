@@ -52,11 +52,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("network", "Manage networks"),
     "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
     "version": ("system", "Show the kran version information"),
+    "info": ("system", "Display system-wide information"),
 }
 
 MANAGEMENT = ("container", "image", "network", "system", "volume")
 COMMON = ("run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "top", "port", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version")
+          "wait", "rename", "pause", "unpause", "top", "port", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version", "info")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND

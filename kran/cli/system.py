@@ -1,4 +1,4 @@
-"""System commands: system df, system prune, version."""
+"""System commands: info (system info), system df, system prune, version."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ VERSION = Command(
     max_args=0, handler="cmd_version",
 )
 
+INFO = Command(
+    "info", "[OPTIONS]", "Display system-wide information",
+    (Flag("format", "f", "str", "string", "Format output using a custom template ('json', or a Go template)"),),
+    aliases=("system info", "info"), max_args=0, args_error="accepts no arguments", handler="cmd_info",
+)
+
 SERVICE = Command(
     "system service", "[OPTIONS] [URI]",
     "Run the Docker Engine API on a unix socket (default unix:///run/kran/kran.sock; rootless: $XDG_RUNTIME_DIR/kran/kran.sock)",
@@ -46,9 +52,12 @@ SERVICE = Command(
 def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     if name == "version":
         return VERSION, cmd_version
+    if name == "info":
+        return INFO, cmd_info
     from kran.cli.flags import group_dispatch
 
-    return group_dispatch("system", "Manage kran", {"df": DF, "prune": PRUNE, "service": SERVICE}, argv, globals())
+    return group_dispatch("system", "Manage kran", {"df": DF, "info": INFO, "prune": PRUNE, "service": SERVICE},
+                          argv, globals())
 
 
 def cmd_df(engine: Any, p: P) -> int:
@@ -144,6 +153,151 @@ def cmd_version(engine: Any, p: P) -> int:
     print(f"Client: kran\n Version:           {c['Version']}\n API version:       {c['ApiVersion']}\n"
           f" Python version:    {platform.python_version()}\n OS/Arch:           linux/{c['Arch']}")
     return 0
+
+
+def cmd_info(engine: Any, p: P) -> int:
+    """docker info: the engine's document (kran.engine.sysinfo, the same one GET /info sends) as
+    docker's Client:/Server: text, its warnings on stderr; or rendered through --format."""
+    from kran.engine.sysinfo import info
+
+    i = info(engine)
+    client = _client_info()
+    if p.format:
+        from kran.cli.gotemplate import TemplateError
+        from kran.cli.gotemplate import compile as compile_template
+        from kran.cli.output import unescape_format
+
+        fmt = "{{json .}}" if p.format == "json" else unescape_format(p.format)
+        try:
+            t = compile_template(fmt)
+        except TemplateError as e:
+            sys.stderr.write(f"{e}\n")
+            return 64  # docker info's status for a template that does not parse
+        # docker renders over its dockerInfo: the server's fields at the top, the client's inside
+        sys.stdout.write(t.execute({**i.document(), "ClientInfo": client}) + "\n")
+        return 0
+    out, warnings = info_text(i, client)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    if warnings:
+        sys.stderr.write("".join(w + "\n" for w in warnings))
+    return 0
+
+
+def _client_info() -> dict[str, Any]:
+    import platform
+
+    from kran import API_VERSION, __version__
+
+    return {"Debug": _client_debug(sys.argv[1:]), "Version": __version__, "ApiVersion": API_VERSION,
+            "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": platform.machine(),
+            "Plugins": [], "Warnings": None}
+
+
+def _client_debug(argv: list[str]) -> bool:
+    """Whether kran's global options (before the command name) had -D/--debug: docker's client
+    "Debug Mode", and the server's debug counters under it.  (main() keeps the flag to itself.)"""
+    it = iter(argv)
+    for a in it:
+        if a in ("-D", "--debug"):
+            return True
+        if a == "--root":
+            next(it, None)
+        elif not a.startswith("-"):
+            return False
+    return False
+
+
+def _b(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def info_text(i: Any, client: dict[str, Any]) -> tuple[str, list[str]]:
+    """docker info's text (docker/cli cli/command/system/info.go's order and labels) and the
+    warnings it prints on stderr afterwards.  kran adds its user namespace's "ID Mappings"."""
+    from kran.cli.units import bytes_size
+
+    out: list[str] = []
+
+    def line(label: str, value: object) -> None:
+        out.append(f"{label} {_b(value) if isinstance(value, bool) else value}")
+
+    def nonempty(label: str, value: str) -> None:
+        if value:
+            line(label, value)
+
+    out.append("Client: kran")
+    line(" Version:   ", client["Version"])
+    line(" Debug Mode:", client["Debug"])
+    out += ["", "Server:"]
+    line(" Containers:", i.containers)
+    line("  Running:", i.containers_running)
+    line("  Paused:", i.containers_paused)
+    line("  Stopped:", i.containers_stopped)
+    line(" Images:", i.images)
+    nonempty(" Server Version:", i.server_version)
+    nonempty(" Storage Driver:", i.driver)
+    out += [f"  {k}: {v}" for k, v in i.driver_status]
+    nonempty(" Logging Driver:", i.logging_driver)
+    nonempty(" Cgroup Driver:", i.cgroup_driver)
+    nonempty(" Cgroup Version:", i.cgroup_version)
+    out.append(" Plugins:")
+    line("  Volume:", " ".join(i.plugins.volume))
+    line("  Network:", " ".join(i.plugins.network))
+    if i.plugins.authorization:
+        line("  Authorization:", " ".join(i.plugins.authorization))
+    line("  Log:", " ".join(i.plugins.log))
+    line(" Swarm:", i.swarm.get("LocalNodeState", "inactive"))
+    if i.runtimes:
+        line(" Runtimes:", " ".join(i.runtimes))
+        line(" Default Runtime:", i.default_runtime)
+    line(" Init Binary:", i.init_binary)
+    if i.security_options:
+        out.append(" Security Options:")
+        for opt in i.security_options:
+            kv = dict(part.split("=", 1) for part in opt.split(",") if "=" in part)
+            out.append("  " + kv.get("name", opt))
+            if "profile" in kv:
+                line("   Profile:", kv["profile"])
+    if i.id_mappings is not None:
+        out.append(" ID Mappings:")
+        for label, ranges in (("UIDMap", i.id_mappings.uid_map), ("GIDMap", i.id_mappings.gid_map)):
+            out.append(f"  {label}:")
+            out += [f"   ContainerID: {r.container_id}, HostID: {r.host_id}, Size: {r.size}" for r in ranges]
+    nonempty(" Kernel Version:", i.kernel_version)
+    nonempty(" Operating System:", i.operating_system)
+    nonempty(" OSType:", i.os_type)
+    nonempty(" Architecture:", i.architecture)
+    line(" CPUs:", i.ncpu)
+    line(" Total Memory:", bytes_size(i.mem_total))
+    nonempty(" Name:", i.name)
+    nonempty(" ID:", i.id)
+    line(" Docker Root Dir:", i.docker_root_dir)
+    line(" Debug Mode:", i.debug)
+    if i.debug or client["Debug"]:
+        line("  File Descriptors:", i.nfd)
+        line("  Goroutines:", i.ngoroutines)
+        line("  System Time:", i.system_time)
+        line("  EventsListeners:", i.nevents_listener)
+    nonempty(" HTTP Proxy:", i.http_proxy)
+    nonempty(" HTTPS Proxy:", i.https_proxy)
+    nonempty(" No Proxy:", i.no_proxy)
+    if i.labels:
+        out.append(" Labels:")
+        out += ["  " + lbl for lbl in i.labels]
+    line(" Experimental:", i.experimental_build)
+    rc = i.registry_config or {}
+    insecure = [n for n, c in (rc.get("IndexConfigs") or {}).items() if not c.get("Secure")]
+    insecure += rc.get("InsecureRegistryCIDRs") or []
+    if insecure:
+        out.append(" Insecure Registries:")
+        out += ["  " + r for r in insecure]
+    if rc.get("Mirrors"):
+        out.append(" Registry Mirrors:")
+        out += ["  " + m for m in rc["Mirrors"]]
+    line(" Live Restore Enabled:", i.live_restore_enabled)
+    out.append("")
+    return "\n".join(out) + "\n", list(i.warnings or ())
 
 
 def cmd_service(engine: Any, p: P) -> int:
