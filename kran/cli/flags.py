@@ -155,6 +155,8 @@ def parse(cmd: Command, argv: list[str]) -> Parsed:
     if n < cmd.min_args or (cmd.max_args is not None and n > cmd.max_args):
         if cmd.args_error:
             msg = cmd.args_error
+        elif cmd.max_args == 0:
+            msg = "accepts no arguments"  # cobra's NoArgs
         elif cmd.max_args == cmd.min_args:
             msg = f"requires exactly {cmd.min_args} argument{'s' if cmd.min_args != 1 else ''}"
         elif n < cmd.min_args:
