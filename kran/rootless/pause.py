@@ -94,7 +94,7 @@ def enter() -> None:
         pid = _running_pause(run, uid)
         if not pid:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            pid = _running_pause(run, uid) or _adopt(run, uid) or _start(run, uid, gid, config)
+            pid = _running_pause(run, uid) or _adopt(run, uid) or _start(run, uid, gid, env["KRAN_CONFIG"])
         _join(pid)
     finally:
         os.close(lock)
