@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pexpect
 import pytest
@@ -89,6 +90,19 @@ def test_restart_policy_on_failure(ruser, made):
     info = until(settled, timeout=20, what="two restarts, then exited")
     assert info["State"]["ExitCode"] == 3
     assert ruser.kran("logs", name).out == "run\n" * 3
+
+
+def test_restart_policy_always_until_stopped(ruser, made):
+    name = made.container("always")
+    ruser.kran("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "echo up; sleep 0.2")
+    # exit status 0 restarts too
+    until(lambda: ruser.kran("inspect", "--format", "{{.RestartCount}}", name).out.strip() not in ("0", "1"),
+          timeout=15, what="two restarts after a clean exit")
+    ruser.kran("stop", "-t", "2", name)
+    count = ruser.kran("inspect", "--format", "{{.RestartCount}}", name).out
+    time.sleep(2)  # longer than the back-off after a few restarts (0.1 s doubling): a restart would have come
+    assert _state(ruser, name)["Status"] == "exited"
+    assert ruser.kran("inspect", "--format", "{{.RestartCount}}", name).out == count
 
 
 def test_rm_leaves_nothing(ruser, made):
