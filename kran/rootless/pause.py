@@ -83,9 +83,15 @@ def enter() -> None:
     env.setdefault("KRAN_CERTS_D", os.path.join(os.path.dirname(config), "certs.d"))
     env["KRAN_RUN"] = run
     env["KRAN_ROOTLESS_ROOT"] = data  # the default store: its runtime state is ``run`` itself
-    _private_dir(run, uid)
-    _private_dir(os.path.dirname(data), uid) if not os.path.isdir(os.path.dirname(data)) else None
-    _private_dir(data, uid)
+    try:
+        _private_dir(run, uid)
+        if not os.path.isdir(os.path.dirname(data)):
+            _private_dir(os.path.dirname(data), uid)
+        _private_dir(data, uid)
+    except OSError as e:
+        raise RootlessError(f"mkdir {e.filename}: {(e.strerror or str(e)).lower()}: rootless kran keeps its store in"
+                            " $XDG_DATA_HOME/kran (~/.local/share/kran) and its state in $XDG_RUNTIME_DIR/kran;"
+                            " set HOME (or XDG_DATA_HOME) to a directory you can write") from None
     cwd = _cwd()
     import fcntl
 

@@ -210,6 +210,7 @@ def _sweep_stale_users() -> None:
         _sh("userdel", pw.pw_name, check=False)
         _remove_lines(pw.pw_name, str(pw.pw_uid))
         shutil.rmtree(pw.pw_dir, ignore_errors=True)
+        shutil.rmtree(BASE / f"{pw.pw_name}-run", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

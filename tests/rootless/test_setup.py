@@ -123,3 +123,12 @@ def test_fuse_overlayfs_when_the_kernel_refuses(ruser, fuse_usable):
         del ruser.env["KRAN_FUSE_OVERLAY"]
     assert p.out.split("\n")[0] == "hi"
     assert "fuse-overlayfs" in p.out
+
+
+def test_an_unwritable_home_is_a_one_line_error(new_user):
+    u = new_user()
+    u.env["HOME"] = "/nonexistent"
+    p = u.kran("ps", check=False)
+    assert p.returncode == 125
+    assert p.err.count("\n") == 1 and "Traceback" not in p.err
+    assert "mkdir /nonexistent" in p.err and "set HOME (or XDG_DATA_HOME)" in p.err
