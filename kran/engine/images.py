@@ -291,6 +291,17 @@ def _remove_one(engine: Engine, name: str, force: bool, lines: list[str]) -> Non
         if remaining or other_digests:
             ist.untag(by_ref)
             lines.append(f"Untagged: {refs.parse_normalized(by_ref).familiar()}")
+            if not any(refs.parse_normalized(t).name == repo for t in remaining):
+                # that was the repository's last tag: its digests go too (moby's ImageDelete),
+                # or they would keep the image after its other tags are removed
+                own = [d for d in rec.digests if refs.parse_normalized(d).name == repo]
+                if own:
+                    from kran.storage.db import transaction
+
+                    with transaction(engine.store.db):
+                        engine.store.db.executemany("DELETE FROM repo_digests WHERE name=? AND image_id=?",
+                                                    [(d, iid) for d in own])
+                    lines += [f"Untagged: {refs.parse_normalized(d).familiar()}" for d in own]
             return
         if users and not force:
             cid, _ = users[0]
