@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("network", "Manage networks"),
     "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
     "version": ("system", "Show the kran version information"),
+    "unshare": ("system", "Run a command in the rootless user namespace (rootless mode)"),
     "info": ("system", "Display system-wide information"),
 }
 

@@ -38,6 +38,12 @@ INFO = Command(
     aliases=("system info", "info"), max_args=0, args_error="accepts no arguments", handler="cmd_info",
 )
 
+UNSHARE = Command(
+    "unshare", "[COMMAND [ARG...]]",
+    "Run a command in the rootless user namespace, as its root (default: your shell)",
+    (), interspersed=False, handler="cmd_unshare",
+)
+
 SERVICE = Command(
     "system service", "[OPTIONS] [URI]",
     "Run the Docker Engine API on a unix socket (default unix:///run/kran/kran.sock; rootless: $XDG_RUNTIME_DIR/kran/kran.sock)",
@@ -54,10 +60,31 @@ def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
         return VERSION, cmd_version
     if name == "info":
         return INFO, cmd_info
+    if name == "unshare":
+        return UNSHARE, cmd_unshare
     from kran.cli.flags import group_dispatch
 
     return group_dispatch("system", "Manage kran", {"df": DF, "info": INFO, "prune": PRUNE, "service": SERVICE},
                           argv, globals())
+
+
+def cmd_unshare(engine: Any, p: P) -> int:
+    """Podman's ``unshare``: a shell (or command) as root of the user's namespace, where files of
+    the store owned by subordinate ids are yours -- to inspect or remove them."""
+    import os
+
+    from kran import rootless
+    from kran.errors import InvalidArgument
+
+    if not rootless.active():
+        raise InvalidArgument("kran unshare is for rootless mode: run it as the user who owns the store")
+    argv = list(p.args) or [os.environ.get("SHELL") or "/bin/sh"]
+    os.environ["KRAN_UNSHARE"] = "1"
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        raise InvalidArgument(f"exec {argv[0]}: {e.strerror}") from None
+    return 0
 
 
 def cmd_df(engine: Any, p: P) -> int:

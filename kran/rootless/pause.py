@@ -164,6 +164,7 @@ def _adopt(run: str, uid: int) -> int:
                 continue
             if _is_pause(pid):
                 _write_pid(run, pid)
+                _adopt_slirp(run, uid, pid, entries)
                 return pid
             with open(f"/proc/{d}/cmdline", "rb") as f:
                 cmd = f.read()
@@ -183,6 +184,25 @@ def _adopt(run: str, uid: int) -> int:
         sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
     _write_pid(run, pid)
     return pid
+
+
+def _adopt_slirp(run: str, uid: int, pause: int, entries: list[str]) -> None:
+    """The adopted pause process's slirp4netns, so a second one is not started on its netns."""
+    needle = f"/proc/{pause}/ns/net".encode()
+    for d in entries:
+        if not d.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{d}").st_uid != uid:
+                continue
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"slirp4netns") and needle in argv:
+            with open(os.path.join(run, "slirp4netns.pid"), "w") as f:
+                f.write(d)
+            return
 
 
 def _write_pid(run: str, pid: int) -> None:

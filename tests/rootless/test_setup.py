@@ -132,3 +132,47 @@ def test_an_unwritable_home_is_a_one_line_error(new_user):
     assert p.returncode == 125
     assert p.err.count("\n") == 1 and "Traceback" not in p.err
     assert "mkdir /nonexistent" in p.err and "set HOME (or XDG_DATA_HOME)" in p.err
+
+
+def test_device_nodes_in_a_layer_are_skipped(ruser):
+    """A debootstrap tarball's /dev/null: no process in a user namespace may mknod it; the import
+    goes on without it, as Docker's and Podman's rootless modes do."""
+    import io
+    import tarfile
+
+    src = Path("/tmp/kran-rootless-tests") / f"dev-{os.getpid()}.tar"
+    with tarfile.open(src, "w") as tf:
+        for name, kind in (("dev", tarfile.DIRTYPE), ("dev/null", tarfile.CHRTYPE), ("dev/fifo", tarfile.FIFOTYPE)):
+            ti = tarfile.TarInfo(name)
+            ti.type = kind
+            ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o666
+            if kind == tarfile.CHRTYPE:
+                ti.devmajor, ti.devminor = 1, 3
+            tf.addfile(ti)
+        ti = tarfile.TarInfo("hello")
+        ti.size = 3
+        tf.addfile(ti, io.BytesIO(b"hi\n"))
+    src.chmod(0o644)
+    try:
+        ruser.kran("import", str(src), "withdev")
+        layer = next(d for d in ruser.data.glob("layers/*/diff") if (d / "hello").exists())
+        assert not (layer / "dev/null").exists()
+        assert stat.S_ISFIFO((layer / "dev/fifo").lstat().st_mode)
+    finally:
+        ruser.kran("rmi", "withdev", check=False)
+        src.unlink()
+
+
+def test_unshare_runs_as_root_of_the_users_namespace(ruser, new_user):
+    p = ruser.kran("unshare", "sh", "-c", "id -u; cat /proc/self/uid_map")
+    lines = p.out.split("\n")
+    assert lines[0] == "0" and lines[1].split() == ["0", str(ruser.uid), "1"]
+    # what subordinate ids own on the host is the user's to remove in there
+    ruser.kran("run", "--name", "unsh", "busybox", "sh", "-c", "mkdir /d && touch /d/f && chown -R 1000 /d")
+    try:
+        upper = next(p for p in ruser.data.glob("containers/*/upper") if (p / "d").exists())
+        assert ruser.run("rm", "-rf", str(upper / "d"), check=False).returncode != 0
+        ruser.kran("unshare", "rm", "-rf", str(upper / "d"))
+        assert not (upper / "d").exists()
+    finally:
+        ruser.kran("rm", "-f", "unsh", check=False)
