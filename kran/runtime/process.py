@@ -55,6 +55,7 @@ orphaned when C1 exits, is reparented to P, which can then wait for its exit sta
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -547,8 +548,16 @@ def _set_caps_and_user(proc: dict) -> None:
         # single-id mode): keep the groups we have, as crun does there
         if user.get("additionalGids") and not _setgroups_denied():
             raise
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    try:
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        # an id the user namespace does not map (rootless kran with only the user's own id)
+        raise ContainerError(f"uid {uid}/gid {gid} is not mapped in this user namespace (rootless mode without"
+                             " subordinate ids maps only your own id: add them with usermod --add-subuids"
+                             " --add-subgids)") from None
     prctl(PR_SET_KEEPCAPS, 0)
     if c is not None:
         caps.capset(masks["effective"], masks["permitted"], masks["inheritable"])
