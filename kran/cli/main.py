@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("registry", "Log in to a registry"),
     "logout": ("registry", "Log out from a registry"),
     "commit": ("container", "Create a new image from a container's changes"),
+    "backup": ("backup", "Back up containers' read-write layers to an OCI layout"),
+    "restore": ("backup", "Recreate a container from a backup"),
     "volume": ("volume", "Manage volumes"),
     "network": ("network", "Manage networks"),
     "cp": ("volume", "Copy files/folders between a container and the local filesystem"),
@@ -58,7 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 MANAGEMENT = ("container", "image", "network", "system", "volume")
 COMMON = ("run", "exec", "ps", "build", "pull", "push", "images", "login", "logout", "create", "start", "stop", "restart", "kill", "rm", "logs", "attach",
-          "wait", "rename", "pause", "unpause", "top", "port", "stats", "diff", "cp", "commit", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version", "info")
+          "wait", "rename", "pause", "unpause", "top", "port", "stats", "diff", "cp", "commit", "backup", "restore", "export", "update", "events", "import", "load", "save", "history", "tag", "rmi", "inspect", "version", "info")
 
 GLOBAL_HELP = """
 Usage:  kran [OPTIONS] COMMAND
