@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from kran.cli.flags import Command, Flag, UsageError
+from kran.cli.flags import Command, Flag
 from kran.cli.flags import Parsed as P
 
 BACKUP = Command("backup", "[OPTIONS] CONTAINER [CONTAINER...] oci:DIR",
@@ -42,6 +42,16 @@ def dispatch(name: str, argv: list[str]) -> tuple[Command, Any]:
     return BACKUP, cmd_backup
 
 
+def _usage(msg: str) -> Exception:
+    """An error of the CLI itself (no "Error response from daemon:" prefix)."""
+    from kran.errors import InvalidArgument
+
+    class CliError(InvalidArgument):
+        from_daemon = False
+
+    return CliError(msg)
+
+
 def _size(n: int) -> str:
     from kran.cli.units import human_size
 
@@ -53,7 +63,7 @@ def cmd_backup(engine: Any, p: P) -> int:
 
     *refs, dest = p.args
     if not dest.startswith("oci:"):
-        raise UsageError(f"invalid backup destination {dest!r}: expected oci:DIR (registry destinations are not "
+        raise _usage(f"invalid backup destination {dest!r}: expected oci:DIR (registry destinations are not "
                          "supported yet)")
     reports = backup(engine, refs, dest, pause=not p.no_pause, incremental=p.incremental, with_volumes=p.volumes)
     for r in reports:
@@ -94,7 +104,7 @@ def cmd_prune(engine: Any, p: P) -> int:
     from kran.engine.restore import prune
 
     if p.keep is None:
-        raise UsageError("required flag --keep not set")
+        raise _usage("required flag --keep not set")
     gone, freed = prune(engine, p.args[0], int(p.keep))
     if gone:
         sys.stdout.write("Deleted backups:\n" + "".join(f"{g}\n" for g in gone) + "\n")

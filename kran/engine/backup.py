@@ -330,7 +330,11 @@ def backup(engine: Engine, refs: list[str], dest: str, *, pause: bool = True, in
 
     if not refs:
         raise InvalidArgument("no container to back up")
+    from kran.engine import containers
+
     path, _, _ = parse_oci(dest, with_ref=False)
+    for r in refs:
+        containers.get(engine, r)  # a wrong name fails before anything is written
     layout = Layout(path, create=True)
     now = time.time()
     return [backup_one(engine, layout, r, pause=pause, incremental=incremental, with_volumes=with_volumes, now=now)
