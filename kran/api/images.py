@@ -293,9 +293,14 @@ def _save(req: Request, names: list[str]) -> None:
                     "SELECT 1 FROM tags WHERE name LIKE ?", (r.name + ":%",)).fetchone():
                 raise
 
+    # kran's own `since` (as `kran save --since`): a delta without BASE's layers; a missing BASE is a 404 here
+    since = next((v for v in reversed(req.query.get("since", [])) if v), "")
+    if since:
+        eng.images.resolve(since)
+
     def work(engine: Any, emit: Callable[[bytes], None]) -> None:
         w = _Emitter(emit)
-        images.save(engine, names, w)  # type: ignore[arg-type]
+        images.save(engine, names, w, since=since)  # type: ignore[arg-type]
         w.flush()
 
     stream_from_worker(req, work, content_type="application/x-tar", on_error=lambda e: None)

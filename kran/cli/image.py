@@ -49,6 +49,7 @@ SAVE = Command(
     (
         Flag("output", "o", "str", "string", "Write to a file, instead of STDOUT"),
         Flag("platform", "", "str", "string", 'Save only the given platform variant. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")'),
+        Flag("since", "", "str", "image", "Write a delta: leave out the layers this image (name or ID) already has"),
     ),
     aliases=("image save", "save"), min_args=1, handler="cmd_save",
 )
@@ -260,7 +261,7 @@ def cmd_save(engine: Any, p: P) -> int:
             raise InvalidArgument(f"failed to save image: invalid output path: {e}") from e
         try:
             with os.fdopen(fd, "wb") as out:
-                save(engine, p.args, out)
+                save(engine, p.args, out, since=p.since or "")
             os.chmod(tmp, 0o644)
             os.rename(tmp, p.output)
             tmp = ""
@@ -271,7 +272,7 @@ def cmd_save(engine: Any, p: P) -> int:
     if sys.stdout.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     sys.stdout.flush()
-    save(engine, p.args, sys.stdout.buffer)
+    save(engine, p.args, sys.stdout.buffer, since=p.since or "")
     sys.stdout.buffer.flush()
     return 0
 

@@ -16,7 +16,7 @@ from kran.image import reference as refs
 
 if TYPE_CHECKING:
     from kran.engine import Engine
-    from kran.image.archive import Loaded
+    from kran.image.archive import DeltaBase, Loaded
 
 
 # -- input helpers --------------------------------------------------------------------------------
@@ -117,12 +117,16 @@ def load(engine: Engine, src: BinaryIO) -> list[Loaded]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def save(engine: Engine, names: list[str], out: BinaryIO) -> None:
-    """``docker save``: a repository name saves all its tags; name:tag one tag; an ID the bare image."""
+def save(engine: Engine, names: list[str], out: BinaryIO, since: str = "") -> None:
+    """``docker save``: a repository name saves all its tags; name:tag one tag; an ID the bare image.
+
+    ``since`` (an image name or ID here) makes a delta: the layers that image has are left out.
+    """
     from kran.image import archive
 
     if not names:
         raise InvalidArgument("requires at least 1 argument")
+    base = _delta_base(engine, since) if since else None  # a missing base fails before the tar starts
     items: dict[str, list[str]] = {}
     ist = engine.images
     for n in names:
@@ -148,7 +152,25 @@ def save(engine: Engine, names: list[str], out: BinaryIO) -> None:
         lst = items.setdefault(iid, [])
         if r is not None and r.tag is not None and str(r) not in lst and ist.image_for_tag(str(r)) == iid:
             lst.append(str(r))
-    archive.save(ist, list(items.items()), out)
+    archive.save(ist, list(items.items()), out, since=base)
+
+
+def _delta_base(engine: Engine, since: str) -> DeltaBase:
+    """The ``--since`` image, named in the archive the way the user will recognise it on the other host."""
+    from kran.image.archive import DeltaBase
+
+    ist = engine.images
+    iid = ist.resolve(since)  # ImageNotFound: "No such image: BASE", Docker's wording
+    name = iid
+    try:
+        r = refs.parse_normalized(since)
+    except InvalidReference:
+        r = None
+    if r is not None and r.digest is None and ist.image_for_tag(str(r.tagged_or_latest())) == iid:
+        name = r.tagged_or_latest().familiar()
+    elif r is not None and r.digest is not None:
+        name = r.familiar()
+    return DeltaBase(name=name, image_id=iid, chains=frozenset(chain for chain, _, _, _ in ist.layers(iid)))
 
 
 def import_image(
