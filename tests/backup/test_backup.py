@@ -5,6 +5,7 @@ layout read back by skopeo and umoci."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -40,6 +41,8 @@ def test_running_container_restored_on_another_root(kran, kran2, busybox, tmp_pa
     dest = tmp_path / "backups"
     kran("run", "-d", "--network", "none", "--name", "web", "busybox", "sh", "-c", LOOP)
     kran("exec", "web", "sh", "-c", CHANGES)
+    pid = kran("inspect", "-f", "{{.State.Pid}}", "web").out.strip()
+    os.setxattr(f"/proc/{pid}/root/etc/motd", "user.backup", b"kept")  # an xattr, set from the host
     time.sleep(0.3)
     p = kran("backup", "-v", "web", f"oci:{dest}")
     m = re.fullmatch(r"web: frozen (\d+) ms, layer ([\d.]+\s?[kMG]?B), .* -> web:(\d{8}-\d{6})\n", p.out)
@@ -69,6 +72,7 @@ def test_running_container_restored_on_another_root(kran, kran2, busybox, tmp_pa
     assert "bin/ls" not in back and "var/www" not in back and back["etc/motd"][1:4] == (0o640, 12, 34)
     assert back["etc/motd.link"][4] == "/etc/motd" and back["scratch"][1] == 0o1777
     assert back["scratch/a"][1] == 0o4755
+    assert ("SCHILY.xattr.user.backup", "kept") in back["etc/motd"][6]
     # the frozen copy is consistent: the log holds 1..k in order, the counter k (or k-1, or empty, by where the
     # freeze fell in the loop).  Read from a second restore, never started (the first one's loop
     # started over and appends to the log)
