@@ -287,7 +287,67 @@ def push(engine: Engine, name: str, *, all_tags: bool = False, progress: Progres
     return digest
 
 
+#: how many known sources a layer's mount is tried from before it is uploaded (Docker: 3)
+MOUNT_ATTEMPTS = 3
+
+
+def _mount_sources(engine: Engine, domain: str, repo: str, blobs: list[str]) -> dict[str, list[str]]:
+    """For each blob, the repositories of ``domain`` other than ``repo`` that hold it as far as
+    kran knows, best first: where kran last pushed it (kran.registry.blobsources), then where
+    a local image with that layer (or that config) was pulled from or pushed to (its repo
+    digests).  A local tag alone is no evidence: it may never have been pushed."""
+    from kran.registry.blobsources import BlobSources
+
+    record = BlobSources(engine.store.db)
+    out: dict[str, list[str]] = {}
+    for b in blobs:
+        found = record.sources(domain, b, exclude=repo)
+        rows = engine.store.db.execute(
+            "SELECT rd.name FROM image_layers il JOIN repo_digests rd ON rd.image_id = il.image_id WHERE il.blob=?"
+            " UNION SELECT name FROM repo_digests WHERE image_id=?",
+            (b, b),
+        )
+        for (name,) in rows:
+            try:
+                other = refs.parse_normalized(name)
+            except InvalidArgument:  # a stored name we cannot parse is no candidate
+                continue
+            if other.domain == domain and other.path != repo and other.path not in found:
+                found.append(other.path)
+        out[b] = found
+    return out
+
+
+def _mount(session: Session, repo: str, digest: str, sources: list[str], refused: set[str]) -> tuple[str, str | None, list[str]]:
+    """Try a cross-repository mount of ``digest`` into ``repo`` from up to MOUNT_ATTEMPTS sources.
+
+    Returns (the source it was mounted from or "", an open upload session's URL or None, the
+    sources that answered 202 -- they no longer hold the blob).  The last 202's session is kept
+    for the upload (spec: the registry "falls back to the standard upload behavior"); earlier
+    ones are cancelled.  A source refused with an error (no pull access to it) joins
+    ``refused``, shared by the layers of this push, so it is not asked again.
+    """
+    from kran.registry.errors import RegistryError
+
+    tried = [s for s in sources if s not in refused][:MOUNT_ATTEMPTS]
+    stale: list[str] = []
+    for i, src in enumerate(tried):
+        try:
+            location = session.start_upload(repo, digest, mount_from=src)
+        except RegistryError:
+            refused.add(src)
+            continue
+        if location is None:
+            return src, None, stale
+        stale.append(src)
+        if i == len(tried) - 1:
+            return "", location, stale
+        session.cancel_upload(repo, location)
+    return "", None, stale
+
+
 def _push_one(engine: Engine, session: Session, ref: refs.Reference, report: ProgressFn) -> str:
+    from kran.registry.blobsources import BlobSources
     from kran.registry.client import OCI_MANIFEST
 
     store = engine.store
@@ -301,33 +361,25 @@ def _push_one(engine: Engine, session: Session, ref: refs.Reference, report: Pro
         media_type = doc.get("mediaType") or OCI_MANIFEST
         layers = [(str(d["digest"]), int(d["size"])) for d in doc.get("layers", [])]
         config = (str(doc["config"]["digest"]), int(doc["config"]["size"]))
-        # repositories of the same registry this image came from or went to: mount candidates
-        sources = []
-        for n in (*rec.tags, *rec.digests):
-            try:
-                other = refs.parse_normalized(n)
-            except Exception:  # noqa: BLE001 - a stored name we cannot parse is no candidate
-                continue
-            if other.domain == ref.domain and other.path != ref.path and other.path not in sources:
-                sources.append(other.path)
         uniq = list(dict.fromkeys(layers))
+        # read here, not in the upload threads: they share the store's one connection
+        sources = _mount_sources(engine, ref.domain, ref.path, [d for d, _ in (*uniq, config)])
+        refused: set[str] = set()
         for d, _ in uniq:
             report(Progress("Preparing", _short(d)))
 
-        def one(item: tuple[str, int], show: bool = True) -> None:
+        def one(item: tuple[str, int], show: bool = True) -> list[str]:
+            """Push one blob (the config without progress lines, as Docker); returns stale sources."""
             d, size = item
             if session.blob_exists(ref.path, d):
                 if show:
                     report(Progress("Layer already exists", _short(d)))
-                return
-            location = None
-            for src in sources:
-                location = session.start_upload(ref.path, d, mount_from=src)
-                if location is None:
-                    if show:
-                        report(Progress(f"Mounted from {src}", _short(d)))
-                    return
-                break
+                return []
+            mounted_from, location, stale = _mount(session, ref.path, d, sources.get(d, []), refused)
+            if mounted_from:
+                if show:
+                    report(Progress(f"Mounted from {mounted_from}", _short(d)))
+                return stale
             if location is None:
                 location = session.start_upload(ref.path)
             assert location is not None
@@ -337,6 +389,7 @@ def _push_one(engine: Engine, session: Session, ref: refs.Reference, report: Pro
                 session.upload(ref.path, location, d, size, f)
             if show:
                 report(Progress("Pushed", _short(d)))
+            return stale
 
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
@@ -350,8 +403,13 @@ def _push_one(engine: Engine, session: Session, ref: refs.Reference, report: Pro
             if not f.cancelled() and f.exception() is not None:
                 raise f.exception()  # type: ignore[misc]
         digest = session.put_manifest(ref.path, ref.tag or "latest", manifest, media_type)
-        # like Docker, remember where the image now is (RepoDigests; also the mount source of
-        # a later push to another repository of this registry)
+        record = BlobSources(store.db)
+        # every blob of the image is in this repository now: the mount source of later pushes
+        # (of this image, or of one built on it) to other repositories of the registry
+        record.remember(ref.domain, ref.path, [d for d, _ in (*uniq, config)])
+        record.forget(ref.domain, [(src, d) for (d, _), f in zip((*uniq, config), futures, strict=True)
+                                   for src in f.result()])
+        # like Docker, remember where the image now is (RepoDigests)
         from kran.image.store import LayerBlob
 
         engine.images.add(

@@ -23,10 +23,10 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from kran.registry import credentials as credmod
+from kran.registry.auth import AuthState, parse_challenge, parse_token_response
 from kran.registry.config import Endpoint, RegistryConfig, auth_key, endpoints
 from kran.registry.errors import (
     ManifestUnknown,
@@ -101,47 +101,6 @@ class _Abortable:
         return self.r.read(n)
 
 
-@dataclass
-class _AuthState:
-    kind: str = ""  # "" (none needed yet) | "basic" | "bearer"
-    realm: str = ""
-    service: str = ""
-    token: str = ""
-    token_scopes: frozenset[str] = frozenset()
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="x",service="y",scope="a b"`` -> ("bearer", {...}) (RFC 7235, simplified)."""
-    scheme, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    i, n = 0, len(rest)
-    while i < n:
-        while i < n and rest[i] in " ,":
-            i += 1
-        j = rest.find("=", i)
-        if j < 0:
-            break
-        key = rest[i:j].strip().lower()
-        i = j + 1
-        if i < n and rest[i] == '"':
-            i += 1
-            val = []
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                val.append(rest[i])
-                i += 1
-            i += 1
-            params[key] = "".join(val)
-        else:
-            j = rest.find(",", i)
-            j = n if j < 0 else j
-            params[key] = rest[i:j].strip()
-            i = j
-    return scheme.lower(), params
-
-
 def _ssl_context(ep: Endpoint) -> ssl.SSLContext:
     if not ep.verify:
         ctx = ssl.create_default_context()
@@ -176,7 +135,7 @@ class Session:
         self.endpoint = endpoint
         self.creds = creds
         self._ctx = _ssl_context(endpoint) if endpoint.scheme == "https" else None
-        self._auth = _AuthState()
+        self._auth = AuthState()
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -329,8 +288,16 @@ class Session:
         with a.lock:
             if a.kind == "basic" and self.creds:
                 return self.creds.basic()
-            if a.kind == "bearer" and a.token and scopes <= a.token_scopes:
-                return "Bearer " + a.token
+            if a.kind != "bearer":
+                return ""
+            token = a.cached(scopes)
+            realm = a.realm
+        if token:
+            return "Bearer " + token
+        if realm and scopes:
+            # the challenge is known: get the token first rather than have the request refused,
+            # which saves a round trip and never sends an upload body only to have it rejected
+            return "Bearer " + self._new_token(scopes)
         return ""
 
     def _authenticate(self, scopes: frozenset[str], challenge: str) -> str:
@@ -342,14 +309,23 @@ class Session:
         _, params = parse_challenge(challenge) if challenge else ("", {})
         want = set(scopes)
         if params.get("scope"):
+            # the registry names every access the request needs (for a mount: both repositories)
             want.update(params["scope"].split(" "))
-        token = self.fetch_token(frozenset(want))
-        with a.lock:
-            a.token, a.token_scopes = token, frozenset(want)
-        return "Bearer " + token
+        return "Bearer " + self._new_token(frozenset(want))
+
+    def _new_token(self, scopes: frozenset[str]) -> str:
+        token, expires_in = self._token_response(scopes)
+        with self._auth.lock:
+            self._auth.keep(scopes, token, expires_in)
+        return token
 
     def fetch_token(self, scopes: frozenset[str]) -> str:
         """Token auth (distribution docs, "Token Authentication Specification"): GET realm?service&scope."""
+        return self._token_response(scopes)[0]
+
+    def _token_response(self, scopes: frozenset[str]) -> tuple[str, float]:
+        """(token, lifetime in seconds).  Each scope is its own ``scope`` parameter, as the spec
+        asks for a request needing several (``repository:b:pull,push`` and ``repository:a:pull``)."""
         a = self._auth
         if not a.realm:
             raise Unauthorized("unauthorized: bearer challenge without a realm", status=401)
@@ -366,14 +342,7 @@ class Session:
             if r.status != 200:
                 err = from_response(r.status, body, a.realm)
                 raise Unauthorized(str(err) if isinstance(err, Unauthorized) else f"unauthorized: {err}", status=401) from None
-        try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise Unauthorized("unauthorized: the token server returned no token", status=401)
-        return token
+        return parse_token_response(body)
 
     def check_login(self) -> None:
         """Verify ``self.creds`` (``docker login``): /v2/ with Basic, or a token from the realm."""
@@ -382,7 +351,7 @@ class Session:
             body = r.read_limited(1 << 16)
             if r.status != 200:
                 raise from_response(r.status, body, self.url("/v2/"))
-        if self._auth.kind == "bearer" and not self._auth.token:
+        if self._auth.kind == "bearer" and not self._auth.tokens:
             self.fetch_token(frozenset())
 
     # -- pull ------------------------------------------------------------------------------------
@@ -474,12 +443,16 @@ class Session:
     def start_upload(self, repo: str, digest: str | None = None, mount_from: str | None = None) -> str | None:
         """POST an upload; with ``mount_from``, ask for a cross-repository mount first.
 
-        Returns None when the blob was mounted (201), else the upload URL (202).
+        Returns None when the blob was mounted (201 Created: nothing to send), else the upload
+        URL (202 Accepted: the registry could not mount -- the source lacks the blob, or the
+        registry does not mount -- and opened an ordinary upload session instead).  A mount needs
+        ``pull`` on the source as well as ``push`` here (distribution spec, "Mounting a blob
+        from another repository"): both scopes go into one token request.
         """
         scopes = [f"repository:{repo}:pull,push"]
         path = f"/v2/{repo}/blobs/uploads/"
         if mount_from and digest:
-            path += "?" + urllib.parse.urlencode({"mount": digest, "from": mount_from})
+            path += "?" + urllib.parse.urlencode({"mount": digest, "from": mount_from}, safe="/:")
             scopes.append(f"repository:{mount_from}:pull")
         with self.request("POST", path, headers={"Content-Length": "0"}, body=b"", scopes=scopes) as r:
             body = r.read_limited(1 << 16)
@@ -488,6 +461,15 @@ class Session:
             if r.status != 202:
                 raise from_response(r.status, body, f"upload to {repo}")
             return urllib.parse.urljoin(self.url(path), r.header("Location"))
+
+    def cancel_upload(self, repo: str, location: str) -> None:
+        """DELETE an upload session not needed after all.  Best effort: the registry purges
+        abandoned sessions by itself, so a failure here is no reason to fail a push."""
+        try:
+            with self.request("DELETE", location, scopes=(f"repository:{repo}:pull,push",)) as r:
+                r.read_limited(1 << 16)
+        except (RegistryError, Unreachable):
+            pass
 
     def upload(self, repo: str, location: str, digest: str, size: int, src: BinaryIO) -> None:
         """Monolithic PUT, or PATCH chunks then PUT for blobs over UPLOAD_CHUNK (spec: pushing blobs)."""
