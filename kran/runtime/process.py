@@ -295,6 +295,12 @@ def _bootstrap(req: CreateRequest, chan: Channel, ns_fds: list[tuple[str, int]])
         os.close(fd)
     wanted = [ns["type"] for ns in (spec.get("linux") or {}).get("namespaces") or [] if not ns.get("path")]
     if "user" in wanted:
+        # In the new user namespace the host's root-owned 0700 directories (a checkout under
+        # /root) are out of reach: import what the init needs while we still can read it.
+        from kran import rootless  # noqa: F401
+        from kran.runtime import hooks, rootfs  # noqa: F401
+
+        _preload(spec)
         kns.unshare(kns.CLONE_NEWUSER)
         chan.send_parent("usermap")
         chan.recv_child()
@@ -395,7 +401,7 @@ def _preload(spec: dict) -> None:
     if (spec.get("process") or {}).get("terminal"):
         import socket  # noqa: F401
     seccomp = (spec.get("linux") or {}).get("seccomp")
-    if seccomp:
+    if seccomp and id(seccomp) not in _SECCOMP_CACHE:
         import kran.sys.seccomp  # noqa: F401
         from kran.runtime.seccomp import compile_profile
 
