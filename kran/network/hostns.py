@@ -50,11 +50,4 @@ def ensure_outbound() -> None:
         return
     from kran.rootless import pause
 
-    run = rootless.run_base()
-    if pause.slirp_running(run):
-        return
-    why = pause.start_slirp(run, pid)
-    if why:
-        import sys
-
-        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
+    pause.ensure_slirp(rootless.run_base(), pid)

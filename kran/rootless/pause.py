@@ -178,12 +178,7 @@ def _adopt(run: str, uid: int) -> int:
 
     _join(monitor)
     rootless._active = None
-    pid = _spawn_pause(None)
-    why = start_slirp(run, pid)
-    if why:
-        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
-    _write_pid(run, pid)
-    return pid
+    return _started(run, _spawn_pause(None))
 
 
 def _adopt_slirp(run: str, uid: int, pause: int, entries: list[str]) -> None:
@@ -281,14 +276,29 @@ def _start(run: str, uid: int, gid: int, config: str) -> int:
             _newidmap("newuidmap", pid, uargs)
             _newidmap("newgidmap", pid, gargs)
 
-    pid = _spawn_pause(mapper)
-    why = start_slirp(run, pid)
-    if why:
-        # --network none|host and bridges between containers work without it: only outbound
-        # traffic needs it (docs/rootless.md says how to fix what the warning names)
-        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
+    return _started(run, _spawn_pause(mapper))
+
+
+def _started(run: str, pid: int) -> int:
+    """A new pause process: its slirp4netns, then its pid file (last: others then find it whole)."""
+    _slirp_or_warn(run, pid)  # (a new netns: whatever the pid file names served the old one)
     _write_pid(run, pid)
     return pid
+
+
+def ensure_slirp(run: str, pid: int) -> None:
+    """slirp4netns for pause process ``pid`` unless it runs."""
+    if not slirp_running(run):
+        _slirp_or_warn(run, pid)
+
+
+def _slirp_or_warn(run: str, pid: int) -> None:
+    """Start slirp4netns; a warning line when it cannot.  --network none|host and bridges between
+    containers work without it: only outbound traffic needs it (docs/rootless.md says how to fix
+    what the warning names)."""
+    why = start_slirp(run, pid)
+    if why:
+        sys.stderr.write(f"kran: warning: rootless containers get no outbound network: {why}\n")
 
 
 def _spawn_pause(mapper: Callable[[int], None] | None) -> int:
