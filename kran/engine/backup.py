@@ -300,6 +300,7 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
         meta = BackupMeta(
             name=c.name, container_id=c.id, created=rfc3339(now), container=container, image_ref=c.image_name,
             image_id=c.image_id, image_diff_ids=list((img.get("rootfs") or {}).get("diff_ids") or []),
+            image_repo_digests=list(engine.images.get(c.image_id).digests),
             previous=prev[0].manifest_digest if prev else None, index=index, volumes=volumes,
             frozen_ms=frozen or 0.0, incremental=prev is not None,
         )

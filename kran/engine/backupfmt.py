@@ -82,6 +82,8 @@ class BackupMeta:
     image_ref: str  # the reference the container was created from ("busybox:latest")
     image_id: str  # its image ID (config digest)
     image_diff_ids: list[str]  # its filesystem: any local image with these diff IDs is the base
+    # where the base can be pulled by digest when a restoring host lacks it ("reg/busybox@sha256:...")
+    image_repo_digests: list[str] = field(default_factory=list)
     previous: str | None  # manifest digest of the previous backup of an incremental chain
     index: Desc | None  # the file index (path -> metadata + sha256) after this backup
     volumes: list[Volume] = field(default_factory=list)
@@ -92,7 +94,8 @@ class BackupMeta:
         return {
             "Version": FORMAT_VERSION, "Name": self.name, "ContainerID": self.container_id, "Created": self.created,
             "Container": self.container,
-            "Image": {"Ref": self.image_ref, "ID": self.image_id, "DiffIDs": self.image_diff_ids},
+            "Image": {"Ref": self.image_ref, "ID": self.image_id, "DiffIDs": self.image_diff_ids,
+                      "RepoDigests": self.image_repo_digests},
             "Previous": self.previous, "Index": self.index.to_json() if self.index else None,
             "Volumes": [{"Name": v.name, "Destination": v.destination, **v.blob.to_json()} for v in self.volumes],
             "FrozenMs": round(self.frozen_ms, 3), "Incremental": self.incremental,
@@ -107,7 +110,8 @@ class BackupMeta:
             return BackupMeta(
                 name=str(d["Name"]), container_id=str(d["ContainerID"]), created=str(d["Created"]),
                 container=dict(d["Container"]), image_ref=str(img["Ref"]), image_id=str(img["ID"]),
-                image_diff_ids=[str(x) for x in img["DiffIDs"]], previous=d.get("Previous"),
+                image_diff_ids=[str(x) for x in img["DiffIDs"]],
+                image_repo_digests=[str(x) for x in img.get("RepoDigests") or []], previous=d.get("Previous"),
                 index=Desc.from_json(d["Index"]) if d.get("Index") else None,
                 volumes=[Volume(name=str(v["Name"]), destination=str(v["Destination"]), blob=Desc.from_json(v))
                          for v in d.get("Volumes") or []],
