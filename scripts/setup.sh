@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 # docker.io is here for its docker CLI only (the API tests drive kran with the real client): its
 # dockerd must never start, so no daemon competes with kran for bridges, nft rules or the socket.
-PKGS=(python3 python3-venv busybox-static skopeo umoci runc tini tar zstd iproute2 util-linux procps docker-registry apache2-utils openssl nftables libnftables1 curl gcc libc6-dev docker-compose docker.io uidmap slirp4netns passt fuse-overlayfs)
+PKGS=(python3 python3-venv busybox-static skopeo umoci runc tini tar zstd iproute2 util-linux procps docker-registry apache2-utils openssl nftables libnftables1 curl gcc libc6-dev docker-compose docker.io uidmap slirp4netns passt fuse-overlayfs sqlite3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
