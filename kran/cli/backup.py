@@ -8,23 +8,24 @@ from typing import Any
 from kran.cli.flags import Command, Flag
 from kran.cli.flags import Parsed as P
 
-BACKUP = Command("backup", "[OPTIONS] CONTAINER [CONTAINER...] oci:DIR",
-                 "Back up containers' read-write layers (never their images') to an OCI layout", (
-                     Flag("incremental", "i", help="Store only what changed since the container's last backup in DIR"),
+BACKUP = Command("backup", "[OPTIONS] CONTAINER [CONTAINER...] oci:DIR|REGISTRY/REPO",
+                 "Back up containers' read-write layers (never their images') to a directory or a registry", (
+                     Flag("incremental", "i", help="Store only what changed since the container's last backup there"),
                      Flag("no-pause", "", help="Do not freeze running containers while their layer is read"),
                      Flag("verbose", "v", help="Print the frozen time and layer size of each container"),
                      Flag("volumes", "", help="Include the containers' named volumes"),
                  ), min_args=2, handler="cmd_backup",
-                 examples="  kran backup web db oci:/srv/backups\n  kran backup ls oci:/srv/backups")
-LS = Command("backup ls", "oci:DIR", "List the backups in a directory", (
+                 examples="  kran backup web db oci:/srv/backups\n  kran backup -i web db localhost:5000/backups\n"
+                          "  kran backup ls oci:/srv/backups")
+LS = Command("backup ls", "oci:DIR|REGISTRY/REPO", "List the backups in a directory or under a registry repository", (
     Flag("quiet", "q", help="Only display NAME:TAG"),
 ), min_args=1, max_args=1, handler="cmd_ls")
-INSPECT = Command("backup inspect", "oci:DIR:NAME[:TAG]", "Display a backup's details as JSON", (),
+INSPECT = Command("backup inspect", "oci:DIR:NAME[:TAG]|REGISTRY/REPO/NAME[:TAG]", "Display a backup's details as JSON", (),
                   min_args=1, max_args=1, handler="cmd_inspect")
-PRUNE = Command("backup prune", "--keep N oci:DIR", "Remove all but the newest N backups of each container", (
+PRUNE = Command("backup prune", "--keep N oci:DIR|REGISTRY/REPO", "Remove all but the newest N backups of each container", (
     Flag("keep", "", "int", "int", "Backups to keep per container name"),
 ), min_args=1, max_args=1, handler="cmd_prune")
-RESTORE = Command("restore", "[OPTIONS] oci:DIR:NAME[:TAG]", "Recreate a container from a backup", (
+RESTORE = Command("restore", "[OPTIONS] oci:DIR:NAME[:TAG]|REGISTRY/REPO/NAME[:TAG]", "Recreate a container from a backup", (
     Flag("name", "", "str", "string", "Name of the restored container (default: the backed-up one's)"),
     Flag("start", "", help="Start the restored container"),
 ), min_args=1, max_args=1, handler="cmd_restore")
@@ -62,9 +63,6 @@ def cmd_backup(engine: Any, p: P) -> int:
     from kran.engine.backup import backup
 
     *refs, dest = p.args
-    if not dest.startswith("oci:"):
-        raise _usage(f"invalid backup destination {dest!r}: expected oci:DIR (registry destinations are not "
-                         "supported yet)")
     reports = backup(engine, refs, dest, pause=not p.no_pause, incremental=p.incremental, with_volumes=p.volumes)
     for r in reports:
         for w in r.warnings:

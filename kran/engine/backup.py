@@ -61,6 +61,12 @@ class BackupReport:
     incremental: bool
     warnings: list[str] = field(default_factory=list)
 
+    def sent(self, n: int) -> BackupReport:
+        """This report with ``new_bytes`` = what was uploaded (a registry destination)."""
+        from dataclasses import replace
+
+        return replace(self, new_bytes=n)
+
 
 # -- the file index ------------------------------------------------------------------------------
 
@@ -259,7 +265,11 @@ def _previous(layout: Layout, c: Container) -> tuple[Any, dict[str, Entry]] | No
 
 
 def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, incremental: bool = False,
-               with_volumes: bool = False, now: float | None = None) -> BackupReport:
+               with_volumes: bool = False, now: float | None = None, taken: set[str] | None = None,
+               where: str = "", tag: str | None = None) -> BackupReport:
+    """Back up container ``ref`` into ``layout``.  A registry destination stages in a layout and
+    passes the tags the repository has (``taken``, ``NAME:TAG``), its name (``where``, for
+    messages) and an explicit ``tag`` when the destination named one."""
     from kran.engine import containers
     from kran.engine.timefmt import rfc3339
 
@@ -274,12 +284,13 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
     container = saved_config(engine, c)
     before = set(layout.blobs())
     with layout.locked(), layout.tempdir() as work:
-        taken = layout.refs()
-        tag = next(t for t in (stamp if i == 0 else f"{stamp}.{i}" for i in range(len(taken) + 1))
-                   if f"{c.name}:{t}" not in taken)  # two backups in one second keep both
+        used = set(layout.refs()) | (taken or set())
+        if tag is None:
+            tag = next(t for t in (stamp if i == 0 else f"{stamp}.{i}" for i in range(len(used) + 1))
+                       if f"{c.name}:{t}" not in used)  # two backups in one second keep both
         prev = _previous(layout, c) if incremental else None
         if incremental and prev is None:
-            warnings.append(f"{c.name}: no earlier backup of this container in {layout.path}: a full backup")
+            warnings.append(f"{c.name}: no earlier backup of this container in {where or layout.path}: a full backup")
         raw, vol_tars, frozen = _capture(engine, c, work, pause, vols, warnings)
         cur = _scan(raw)
         layers: list[Desc] = list(prev[0].layers) if prev else []
@@ -325,13 +336,17 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
 
 
 def backup(engine: Engine, refs: list[str], dest: str, *, pause: bool = True, incremental: bool = False,
-           with_volumes: bool = False) -> list[BackupReport]:
-    """Back up each container of ``refs`` to ``dest`` (``oci:DIR``, made when missing)."""
+           with_volumes: bool = False, creds: Any = None) -> list[BackupReport]:
+    """Back up each container of ``refs`` to ``dest``: ``oci:DIR`` (made when missing) or a
+    registry repository prefix ``REGISTRY/REPO`` (kran.engine.backupreg)."""
+    from kran.engine import backupreg, containers
     from kran.engine.backupfmt import parse_oci
 
     if not refs:
         raise InvalidArgument("no container to back up")
-    from kran.engine import containers
+    if backupreg.is_registry(dest):
+        return _to_registry(engine, refs, dest, pause=pause, incremental=incremental, with_volumes=with_volumes,
+                            creds=creds)
 
     path, _, _ = parse_oci(dest, with_ref=False)
     for r in refs:
@@ -340,3 +355,26 @@ def backup(engine: Engine, refs: list[str], dest: str, *, pause: bool = True, in
     now = time.time()
     return [backup_one(engine, layout, r, pause=pause, incremental=incremental, with_volumes=with_volumes, now=now)
             for r in refs]
+
+
+def _to_registry(engine: Engine, refs: list[str], dest: str, *, pause: bool, incremental: bool, with_volumes: bool,
+                 creds: Any) -> list[BackupReport]:
+    """Each container staged in a layout (with its previous backup's record when incremental) and
+    pushed to its repository under ``dest`` (kran.engine.backupreg)."""
+    from kran.engine import backupreg, containers
+
+    cs = [containers.get(engine, r) for r in refs]  # a wrong name fails before anything is sent
+    tag = backupreg.explicit_tag(dest)
+    now = time.time()
+    reports = []
+    for c, target in zip(cs, backupreg.targets(dest, [c.name for c in cs], creds), strict=True):
+        with backupreg.staging(engine) as layout:
+            if incremental:
+                target.stage_previous(layout, c.name)
+            rep = backup_one(engine, layout, c.id, pause=pause, incremental=incremental, with_volumes=with_volumes,
+                             now=now, taken={f"{c.name}:{t}" for t in target.tags}, where=target.where, tag=tag)
+            sent, warnings = target.push(layout, c.name, rep.tag)
+            target.remember(engine, layout, c.name, rep.tag)
+        rep.warnings.extend(warnings)
+        reports.append(rep.sent(sent))
+    return reports

@@ -128,9 +128,16 @@ class Backup:
     name: str
     tags: list[str]  # without the "NAME:" part, "latest" included
     manifest_digest: str
+    manifest_size: int
+    config_desc: Desc
     layers: list[Desc]
     config: dict[str, Any]
     meta: BackupMeta
+
+    def all_blobs(self) -> list[Desc]:
+        """Every blob the backup needs: config, layers, file index, volumes."""
+        return [self.config_desc, *self.layers, *([self.meta.index] if self.meta.index else []),
+                *(v.blob for v in self.meta.volumes)]
 
     @property
     def tag(self) -> str:
@@ -335,8 +342,8 @@ class Layout:
             raise InvalidContent(f"backup {name}:{tags[0] if tags else '?'} is corrupt: {e}") from e
         if not isinstance(cfg, dict) or BACKUP_KEY not in cfg:
             raise InvalidContent(f"{name}: not a kran backup (its config has no {BACKUP_KEY!r} key)")
-        return Backup(name=name, tags=tags, manifest_digest=desc.digest, layers=layers, config=cfg,
-                      meta=BackupMeta.from_json(cfg[BACKUP_KEY]))
+        return Backup(name=name, tags=tags, manifest_digest=desc.digest, manifest_size=desc.size, config_desc=cdesc,
+                      layers=layers, config=cfg, meta=BackupMeta.from_json(cfg[BACKUP_KEY]))
 
     def all(self) -> list[Backup]:
         """Every backup (one per manifest and name), newest first within each name."""

@@ -26,31 +26,58 @@ if TYPE_CHECKING:
     from kran.engine import Engine
 
 
-def _base_image(engine: Engine, b: Backup) -> str:
-    """The local image to create the container from: its reference when it still names the same
-    image, else the image ID."""
+def _local_base(engine: Engine, b: Backup) -> list[str]:
     ist = engine.images
     meta = b.meta
-    candidates: list[str] = []
     try:
         ist.get(meta.image_id)
-        candidates.append(meta.image_id)
+        return [meta.image_id]
     except NotFound:
         pass
+    out = []
+    for rec in ist.all():
+        cfg = json.loads(ist.get(rec.id).config)
+        if list((cfg.get("rootfs") or {}).get("diff_ids") or []) == meta.image_diff_ids:
+            out.append(rec.id)
+    return out
+
+
+def _pull_base(engine: Engine, b: Backup) -> str:
+    """Pull the base by one of its recorded repo digests (mirrors first, as every pull); the
+    reference pulled, or "" when none could be."""
+    from kran.engine.registry import pull
+
+    errors = []
+    for rd in b.meta.image_repo_digests:
+        try:
+            pull(engine, rd)
+            return rd
+        except KranError as e:
+            errors.append(f"{rd}: {e}")
+    if errors:
+        raise NotFound(f"base image {b.meta.image_ref} ({b.meta.image_id}) of backup {b.name}:{b.tag} is not present "
+                       f"and could not be pulled: {'; '.join(errors)}")
+    return ""
+
+
+def _base_image(engine: Engine, b: Backup) -> str:
+    """The local image to create the container from (pulled by digest when missing): its
+    reference when it still names the same image, else the repo digest pulled, else the ID."""
+    meta = b.meta
+    candidates = _local_base(engine, b)
+    pulled = ""
     if not candidates:
-        for rec in ist.all():
-            cfg = json.loads(ist.get(rec.id).config)
-            if list((cfg.get("rootfs") or {}).get("diff_ids") or []) == meta.image_diff_ids:
-                candidates.append(rec.id)
+        pulled = _pull_base(engine, b)
+        candidates = _local_base(engine, b)
     if not candidates:
         raise NotFound(f"base image {meta.image_ref} ({meta.image_id}) of backup {b.name}:{b.tag} is not present: "
                        f"pull or load it first (kran pull {meta.image_ref})")
     try:
-        if meta.image_ref and ist.resolve(meta.image_ref) in candidates:
+        if meta.image_ref and engine.images.resolve(meta.image_ref) in candidates:
             return meta.image_ref
     except KranError:
         pass
-    return candidates[0]
+    return pulled or candidates[0]
 
 
 def _check_name(engine: Engine, name: str) -> None:
@@ -121,14 +148,24 @@ def _restore_volumes(engine: Engine, layout: Layout, b: Backup, made: list[str])
             r.close()
 
 
-def restore(engine: Engine, source: str, *, name: str | None = None, start: bool = False) -> str:
-    """Recreate the container of backup ``oci:DIR:NAME[:TAG]``; returns its ID."""
+def restore(engine: Engine, source: str, *, name: str | None = None, start: bool = False, creds: Any = None) -> str:
+    """Recreate the container of backup ``oci:DIR:NAME[:TAG]`` or ``REGISTRY/REPO/NAME[:TAG]``;
+    returns its ID.  A registry backup is fetched whole (and verified) into a staging layout first."""
+    from kran.engine import backupreg
+
+    if backupreg.is_registry(source):
+        with backupreg.staging(engine) as layout:
+            bname, tag = backupreg.fetch(engine, layout, source, creds)
+            return restore_from(engine, layout, bname, tag, name=name, start=start)
+    path, bname, tag = parse_oci(source, with_ref=True)
+    return restore_from(engine, Layout(path), bname, tag, name=name, start=start)
+
+
+def restore_from(engine: Engine, layout: Layout, bname: str, tag: str, *, name: str | None, start: bool) -> str:
     from kran.engine import containers
     from kran.engine import volumes as vmod
     from kran.engine.create import create
 
-    path, bname, tag = parse_oci(source, with_ref=True)
-    layout = Layout(path)
     b = layout.load(bname, tag)
     _check_blobs(layout, b)
     image = _base_image(engine, b)
@@ -177,19 +214,29 @@ class BackupRow:
     digest: str
 
 
-def list_backups(engine: Engine, dest: str) -> list[BackupRow]:
-    path, _, _ = parse_oci(dest, with_ref=False)
+def list_backups(engine: Engine, dest: str, creds: Any = None) -> list[BackupRow]:
+    from kran.engine import backupreg
+
+    if backupreg.is_registry(dest):
+        found = [b for _, b in backupreg.all_backups(dest, creds)]
+    else:
+        found = Layout(parse_oci(dest, with_ref=False)[0]).all()
     return [BackupRow(name=b.name, tag=b.tag, created=b.meta.created, size=b.size, base=b.meta.image_ref,
-                      digest=b.manifest_digest) for b in Layout(path).all()]
+                      digest=b.manifest_digest) for b in found]
 
 
-def inspect_backup(engine: Engine, source: str) -> dict[str, Any]:
-    path, bname, tag = parse_oci(source, with_ref=True)
-    layout = Layout(path)
-    b = layout.load(bname, tag)
+def inspect_backup(engine: Engine, source: str, creds: Any = None) -> dict[str, Any]:
+    from kran.engine import backupreg
+
+    where = ""
+    if backupreg.is_registry(source):
+        b, where = backupreg.find(source, creds)
+    else:
+        path, bname, tag = parse_oci(source, with_ref=True)
+        b = Layout(path).load(bname, tag)
     meta = b.meta.to_json()
     return {
-        "Name": b.name, "Tags": b.tags, "Digest": b.manifest_digest, "Created": b.meta.created, "Size": b.size,
+        "Name": b.name, **({"Repository": where} if where else {}), "Tags": b.tags, "Digest": b.manifest_digest, "Created": b.meta.created, "Size": b.size,
         "Incremental": b.meta.incremental, "Previous": b.meta.previous, "FrozenMs": b.meta.frozen_ms,
         "Image": meta["Image"], "Layers": [d.to_json() for d in b.layers], "Volumes": meta["Volumes"],
         "Index": meta["Index"], "Container": b.meta.container,
@@ -197,12 +244,16 @@ def inspect_backup(engine: Engine, source: str) -> dict[str, Any]:
     }
 
 
-def prune(engine: Engine, dest: str, keep: int) -> tuple[list[str], int]:
+def prune(engine: Engine, dest: str, keep: int, creds: Any = None) -> tuple[list[str], int]:
     """Keep the newest ``keep`` backups of each name; remove the others' tags and every blob no kept
     backup references.  Returns (removed "NAME:TAG"s, bytes freed).  A kept incremental backup's
     manifest lists its whole chain of layers, so keeping its blobs keeps the chain whole."""
+    from kran.engine import backupreg
+
     if keep < 1:
         raise InvalidArgument(f"invalid --keep {keep}: must be at least 1")
+    if backupreg.is_registry(dest):
+        return backupreg.prune(dest, keep, creds)
     path, _, _ = parse_oci(dest, with_ref=False)
     layout = Layout(path)
     with layout.locked():

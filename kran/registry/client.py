@@ -408,6 +408,10 @@ class Session:
             except (OSError, http.client.HTTPException) as e:
                 raise Unreachable(f"download of {digest} from {self.domain} failed: {_why(e)}") from e
 
+    def open_blob(self, repo: str, digest: str) -> Response:
+        """The blob's body as a stream; the caller verifies it (and closes the response)."""
+        return self._blob(repo, digest)
+
     def _blob(self, repo: str, digest: str) -> Response:
         r = self.request("GET", f"/v2/{repo}/blobs/{digest}", scopes=(f"repository:{repo}:pull",))
         if r.status != 200:
