@@ -310,6 +310,9 @@ class CgroupManager:
                     return
                 time.sleep(0.001)
             raise OSError(errno.EBUSY, "cgroup did not freeze")
+        if "freezer" not in self.paths:
+            # no freezer hierarchy mounted (e.g. a /sys remounted without cgroups, as `ip netns exec` does)
+            raise OSError(errno.ENOTSUP, "no freezer cgroup is mounted: the container cannot be paused")
         path = os.path.join(self.paths["freezer"], "freezer.state")
         want = "FROZEN" if on else "THAWED"
         for _ in range(1000):

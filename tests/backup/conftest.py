@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUSYBOX_CHANGES, Kran, _kran_fixture
+from tests.network.conftest import netns  # noqa: F401 - a fixture of the busy-port test
 
 # what kran writes into every container itself (mount points, hostname): not the container's data
 INIT = {"etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv", "etc/mtab"}

@@ -144,3 +144,27 @@ def test_bad_input(kran, kran2, busybox, tmp_path: Path, busybox_tar):
     # the layout is whole again: the restore works
     kran2("restore", f"oci:{dest}:web")
     assert export_tree(kran2, "web") == export_tree(kran, "web")
+
+
+def test_restore_start_on_a_busy_port_gets_dockers_error_and_makes_nothing(tmp_path: Path, busybox_tar: Path, netns):
+    """Two roots in one network namespace ("one host"): the original still holds its published
+    port, so the restored copy cannot start -- Docker's bind error, and no container is left."""
+    from tests.conftest import BUSYBOX_CHANGES, _kran_fixture
+
+    gens = [_kran_fixture(tmp_path / n, netns.path) for n in ("r1", "r2")]
+    k1, k2 = (next(g) for g in gens)
+    try:
+        for k in (k1, k2):
+            k("import", *BUSYBOX_CHANGES, str(busybox_tar), "busybox:latest")
+        k1("run", "-d", "--name", "web", "-p", "127.0.0.1:18091:80", "busybox", "sleep", "300")
+        k1("backup", "web", f"oci:{tmp_path / 'b'}")
+        err = _one_line_error(k2("restore", "--start", f"oci:{tmp_path / 'b'}:web", check=False))
+        assert "Bind for 127.0.0.1:18091 failed: port is already allocated" in err or \
+            "listen tcp4 127.0.0.1:18091: bind: address already in use" in err, err
+        assert k2("ps", "-aq").out.split() == []
+        k1("rm", "-f", "web")
+        k2("restore", "--start", f"oci:{tmp_path / 'b'}:web")  # the port is free now
+        assert k2("inspect", "-f", "{{.State.Running}}", "web").out.strip() == "true"
+    finally:
+        for g in gens:
+            next(g, None)
