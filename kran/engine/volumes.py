@@ -207,13 +207,14 @@ def filter_volumes(engine: Engine, filters: list[str]) -> list[Volume]:
     return out
 
 
-def export(engine: Engine, name: str, out: BinaryIO) -> None:
-    """The volume's contents as a tar (owners, modes, xattrs, links kept)."""
+def export(engine: Engine, name: str, out: BinaryIO, *, live: bool = False) -> None:
+    """The volume's contents as a tar (owners, modes, xattrs, links kept); ``live``: its users may
+    be writing to it meanwhile (see :func:`kran.storage.layertar.write_layer`)."""
     from kran.storage.layertar import write_layer
 
     v = get(engine, name)
     LocalVolumes(engine.root).mount(v.name, v.options)
-    write_layer(v.mountpoint, out, whiteout_format="none")
+    write_layer(v.mountpoint, out, whiteout_format="none", live=live)
 
 
 def import_(engine: Engine, name: str, stream: BinaryIO) -> bool:

@@ -1067,10 +1067,17 @@ def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _listing(dfd: int, overlay: bool) -> list[tuple[str, os.stat_result]]:
-    """A directory's entries, sorted by the bytes of the names they get in the tar."""
+def _listing(dfd: int, overlay: bool, live: bool = False) -> list[tuple[str, os.stat_result]]:
+    """A directory's entries, sorted by the bytes of the names they get in the tar (``live``: an
+    entry removed between readdir and its lstat is left out)."""
+    items = []
     with os.scandir(dfd) as it:
-        items = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        for e in it:
+            try:
+                items.append((e.name, e.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                if not live:
+                    raise
 
     def key(item: tuple[str, os.stat_result]) -> bytes:
         name = os.fsencode(item[0])
@@ -1096,7 +1103,8 @@ def _public(xattrs: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in xattrs.items() if not k.startswith(_PRIVATE_XATTRS)}
 
 
-def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format: str = "overlay") -> None:
+def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format: str = "overlay",
+                live: bool = False) -> None:
     """Write the tree ``root`` (an overlay upper dir or a layer diff) as a deterministic layer tar.
 
     PAX format; entries depth-first, each directory's names in byte order (as ``tar
@@ -1110,9 +1118,16 @@ def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format:
     The tree is read with fd-relative, no-follow calls: a symlink swapped in while writing is
     written as a symlink, never followed.  xattrs of symlinks and device nodes are read through
     ``/proc/self/fd``.
+
+    ``live``: the tree may change while it is read (a running container's layer taken without
+    freezing it, ``commit --pause=false``, ``export``): an entry removed between the listing and
+    its read is left out, a file replaced since the listing is read as it is now, and one that
+    shrinks while read is padded with zeros to the size its header gave (GNU tar does the same;
+    moby's archive logs and skips such entries).  Without it any of these is an error.
     """
     overlay = _check_format(whiteout_format)
-    w = _TarWriter(out)
+    w = _TarWriter(out, live=live)
+    gone = (FileNotFoundError, NotADirectoryError) if live else ()
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     stack: list[tuple[int, bytes, Iterator[tuple[str, os.stat_result]]]] = []
     try:
@@ -1120,7 +1135,7 @@ def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format:
             st = os.fstat(root_fd)
             w.add(OPAQUE_MARKER.encode(), _REG, st, mode=st.st_mode & 0o777)
         links: dict[tuple[int, int], bytes] = {}
-        stack.append((root_fd, b"", iter(_listing(root_fd, overlay))))
+        stack.append((root_fd, b"", iter(_listing(root_fd, overlay, live))))
         while stack:
             dfd, prefix, it = stack[-1]
             item = next(it, None)
@@ -1133,11 +1148,14 @@ def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format:
             bname = prefix + os.fsencode(name)
             mode = st.st_mode
             if stat.S_ISDIR(mode):
-                cfd = os.open(name, _O_DIR, dir_fd=dfd)
+                try:
+                    cfd = os.open(name, _O_DIR, dir_fd=dfd)
+                except gone:
+                    continue  # removed (or replaced by a non-directory) since the listing
                 try:
                     st = os.fstat(cfd)
                     xattrs = _read_xattrs(cfd)
-                    listing = _listing(cfd, overlay)
+                    listing = _listing(cfd, overlay, live)
                 except BaseException:
                     os.close(cfd)
                     raise
@@ -1160,19 +1178,34 @@ def write_layer(root: str | os.PathLike[str], out: BinaryIO, *, whiteout_format:
                     continue
                 links[key] = bname
             if stat.S_ISREG(mode):
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                except OSError as e:
+                    # ELOOP: replaced by a symlink since the listing (never followed)
+                    if live and e.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                        continue
+                    raise
                 try:
                     fst = os.fstat(fd)
-                    if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+                    if not stat.S_ISREG(fst.st_mode) or (fst.st_ino != st.st_ino and not live):
+                        if live:
+                            continue
                         raise InvalidContent(f"{os.fsdecode(bname)} changed while writing the layer")
                     xattrs = _read_xattrs(fd)
                     w.add(bname, _REG, fst, xattrs=_public(xattrs), data_fd=fd)
                 finally:
                     os.close(fd)
                 continue
-            xattrs = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
+            try:
+                xattrs = _read_xattrs(f"/proc/self/fd/{dfd}/{name}")
+                target = os.fsencode(os.readlink(name, dir_fd=dfd)) if stat.S_ISLNK(mode) else b""
+            except gone:
+                continue
+            except OSError as e:
+                if live and e.errno == errno.EINVAL:  # no longer a symlink: left out, as removed
+                    continue
+                raise
             if stat.S_ISLNK(mode):
-                target = os.fsencode(os.readlink(name, dir_fd=dfd))
                 w.add(bname, _SYM, st, linkname=target, xattrs=_public(xattrs))
             elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
                 typ = _CHR if stat.S_ISCHR(mode) else _BLK
@@ -1216,8 +1249,9 @@ class _TarWriter:
     _MAX8 = 8**7  # octal capacity of 8-byte fields
     _MAX12 = 8**11
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, live: bool = False) -> None:
         self.out = out
+        self.live = live
 
     def add(
         self,
@@ -1282,7 +1316,9 @@ class _TarWriter:
             while left:
                 chunk = os.read(data_fd, min(left, _CHUNK))
                 if not chunk:
-                    raise InvalidContent(f"{os.fsdecode(name)} shrank while writing the layer")
+                    if not self.live:
+                        raise InvalidContent(f"{os.fsdecode(name)} shrank while writing the layer")
+                    chunk = bytes(min(left, _CHUNK))  # truncated while read: zeros, as GNU tar pads
                 self.out.write(chunk)
                 left -= len(chunk)
             self.out.write(bytes(-size % _BLOCK))

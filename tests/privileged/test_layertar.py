@@ -874,3 +874,44 @@ def test_gnu_tar_reads_what_write_layer_writes(tmp_path: Path, root: Path) -> No
         capture_output=True,
     )
     assert tree(gnu) == tree(root, seconds=False)
+
+
+def test_write_layer_live_tree_changing_while_read(tmp_path: Path, root: Path) -> None:
+    """live=True (a running container read without freezing it): files removed, replaced and
+    truncated while the tree is written are left out or taken as they are, never an error; the
+    files that stay put are all there, whole."""
+    import threading
+
+    for i in range(300):
+        (root / f"keep{i:03d}").write_bytes(b"k" * 100)
+    (root / "spool").mkdir()
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            p = root / "spool" / f"j{n % 50}"
+            p.write_bytes(b"y" * 8192)
+            if n % 3 == 0:
+                os.truncate(p, 10)  # shrinks while perhaps being read
+            if n % 2:
+                p.unlink()
+            d = root / "spool" / f"d{n % 7}"
+            d.mkdir(exist_ok=True)
+            d.rmdir()
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(100):
+            buf = io.BytesIO()
+            write_layer(root, buf, live=True)
+            buf.seek(0)
+            with tarfile.open(fileobj=buf) as tf:
+                members = {m.name: m for m in tf}
+                assert all(tf.extractfile(members[f"keep{i:03d}"]).read() == b"k" * 100 for i in range(300))
+                assert all(m.size == len(tf.extractfile(m).read()) for m in members.values() if m.isfile())
+    finally:
+        stop.set()
+        t.join()
