@@ -35,6 +35,7 @@ from kran.engine.backupfmt import (
     OCI_MANIFEST,
     VOLUME_MEDIA,
     BackupMeta,
+    BaseImage,
     Desc,
     Layout,
     Volume,
@@ -258,7 +259,7 @@ def _previous(layout: Layout, c: Container) -> tuple[Any, dict[str, Entry]] | No
         prev = layout.load(c.name, "latest")
     except NotFound:
         return None
-    if prev.meta.container_id != c.id or prev.meta.image_id != c.image_id or prev.meta.index is None:
+    if prev.meta.container_id != c.id or prev.meta.image.id != c.image_id or prev.meta.index is None:
         return None  # another container of that name, or a rebuilt one: start a new chain
     data = layout.read_blob(prev.meta.index, "file index")
     return prev, json.loads(gzip.decompress(data))
@@ -306,12 +307,11 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
         volumes = []
         for vname, dest in vols:
             digest, size = layout.put_file(vol_tars[vname])
-            volumes.append(Volume(name=vname, destination=dest, blob=Desc(media_type=VOLUME_MEDIA, digest=digest,
-                                                                          size=size)))
+            volumes.append(Volume(name=vname, destination=dest, media_type=VOLUME_MEDIA, digest=digest, size=size))
         meta = BackupMeta(
-            name=c.name, container_id=c.id, created=rfc3339(now), container=container, image_ref=c.image_name,
-            image_id=c.image_id, image_diff_ids=list((img.get("rootfs") or {}).get("diff_ids") or []),
-            image_repo_digests=list(engine.images.get(c.image_id).digests),
+            name=c.name, container_id=c.id, created=rfc3339(now), container=container,
+            image=BaseImage(ref=c.image_name, id=c.image_id, diff_ids=list((img.get("rootfs") or {}).get("diff_ids") or []),
+                            repo_digests=list(engine.images.get(c.image_id).digests)),
             previous=prev[0].manifest_digest if prev else None, index=index, volumes=volumes,
             frozen_ms=frozen or 0.0, incremental=prev is not None,
         )

@@ -27,10 +27,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
 
+from kran.codec import extra, jf
 from kran.errors import DigestMismatch, InvalidArgument, InvalidContent, NotFound
+
+T = TypeVar("T")
 
 REF_NAME = "org.opencontainers.image.ref.name"
 BACKUP_KEY = "kran.backup"
@@ -45,80 +48,99 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _CHUNK = 1 << 20
 
 
+def _decode(cls: type[T], data: Any, what: str) -> T:
+    """The codec's decode, its type errors as a one-line content error."""
+    from kran import codec
+
+    try:
+        return codec.decode(cls, data)
+    except (ValueError, TypeError) as e:
+        raise InvalidContent(f"invalid {what} in backup: {e}") from e
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Desc:
     """An OCI descriptor (image-spec descriptor.md)."""
 
-    media_type: str
-    digest: str
-    size: int
+    media_type: str = jf("mediaType", default="")
+    digest: str = jf("digest", default="")
+    size: int = jf("size", default=0, keep=True)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        from kran import codec
+
+        return codec.encode(self)  # type: ignore[no-any-return]
 
     @staticmethod
     def from_json(d: Any) -> Desc:
-        try:
-            return Desc(media_type=str(d["mediaType"]), digest=str(d["digest"]), size=int(d["size"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidContent(f"invalid descriptor in backup: {d!r}") from e
+        desc = _decode(Desc, d, "descriptor")
+        if not desc.digest or not isinstance(d, dict) or "size" not in d:
+            raise InvalidContent(f"invalid descriptor in backup: {d!r}")
+        return desc
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Volume:
-    name: str
-    destination: str
-    blob: Desc
+    """A named volume's tar in a backup: its name, where it was mounted, and its blob (the
+    descriptor's keys are flattened into the volume's object)."""
+
+    name: str = jf("Name", default="")
+    destination: str = jf("Destination", default="")
+    media_type: str = jf("mediaType", default=VOLUME_MEDIA)
+    digest: str = jf("digest", default="")
+    size: int = jf("size", default=0, keep=True)
+
+    @property
+    def blob(self) -> Desc:
+        return Desc(media_type=self.media_type, digest=self.digest, size=self.size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaseImage:
+    """The image a backed-up container was made from: a backup holds none of its layers."""
+
+    ref: str = jf("Ref", default="", keep=True)  # as the container was created ("busybox:latest")
+    id: str = jf("ID", default="")  # its image ID (config digest)
+    diff_ids: list[str] = jf("DiffIDs", factory=list, keep=True)  # any local image with these is the base
+    # where it can be pulled by digest when a restoring host lacks it ("reg/busybox@sha256:...")
+    repo_digests: list[str] = jf("RepoDigests", factory=list, keep=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackupMeta:
-    """The ``kran.backup`` key of a backup's config."""
+    """The ``kran.backup`` key of a backup's config (docs/backup.md has the table)."""
 
-    name: str  # the container's name (without "/")
-    container_id: str
-    created: str  # RFC 3339, the capture time
-    container: dict[str, Any]  # Config, HostConfig, NetworkingConfig: what `create` needs
-    image_ref: str  # the reference the container was created from ("busybox:latest")
-    image_id: str  # its image ID (config digest)
-    image_diff_ids: list[str]  # its filesystem: any local image with these diff IDs is the base
-    # where the base can be pulled by digest when a restoring host lacks it ("reg/busybox@sha256:...")
-    image_repo_digests: list[str] = field(default_factory=list)
-    previous: str | None  # manifest digest of the previous backup of an incremental chain
-    index: Desc | None  # the file index (path -> metadata + sha256) after this backup
-    volumes: list[Volume] = field(default_factory=list)
-    frozen_ms: float = 0.0
-    incremental: bool = False
+    version: int = jf("Version", default=FORMAT_VERSION, keep=True)
+    name: str = jf("Name", default="")  # the container's name (without "/")
+    container_id: str = jf("ContainerID", default="")
+    created: str = jf("Created", default="")  # RFC 3339, the capture time
+    container: dict[str, Any] = jf("Container", factory=dict, keep=True)  # Config, HostConfig, NetworkingConfig
+    image: BaseImage = jf("Image", factory=BaseImage, keep=True)
+    previous: str | None = jf("Previous", keep=True)  # manifest digest of the previous backup of a chain
+    index: Desc | None = jf("Index", keep=True)  # the file index (path -> metadata + sha256) after this backup
+    volumes: list[Volume] = jf("Volumes", factory=list, keep=True)
+    frozen_ms: float = jf("FrozenMs", default=0.0, keep=True)
+    incremental: bool = jf("Incremental", default=False, keep=True)
+    more: dict[str, Any] = extra()  # keys of a later version, kept when read and written again
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "Version": FORMAT_VERSION, "Name": self.name, "ContainerID": self.container_id, "Created": self.created,
-            "Container": self.container,
-            "Image": {"Ref": self.image_ref, "ID": self.image_id, "DiffIDs": self.image_diff_ids,
-                      "RepoDigests": self.image_repo_digests},
-            "Previous": self.previous, "Index": self.index.to_json() if self.index else None,
-            "Volumes": [{"Name": v.name, "Destination": v.destination, **v.blob.to_json()} for v in self.volumes],
-            "FrozenMs": round(self.frozen_ms, 3), "Incremental": self.incremental,
-        }
+        from dataclasses import replace
+
+        from kran import codec
+
+        return codec.encode(replace(self, frozen_ms=round(self.frozen_ms, 3)))  # type: ignore[no-any-return]
 
     @staticmethod
     def from_json(d: Any) -> BackupMeta:
-        try:
-            if d.get("Version") != FORMAT_VERSION:
-                raise InvalidContent(f"unsupported backup format version {d.get('Version')!r}")
-            img = d["Image"]
-            return BackupMeta(
-                name=str(d["Name"]), container_id=str(d["ContainerID"]), created=str(d["Created"]),
-                container=dict(d["Container"]), image_ref=str(img["Ref"]), image_id=str(img["ID"]),
-                image_diff_ids=[str(x) for x in img["DiffIDs"]],
-                image_repo_digests=[str(x) for x in img.get("RepoDigests") or []], previous=d.get("Previous"),
-                index=Desc.from_json(d["Index"]) if d.get("Index") else None,
-                volumes=[Volume(name=str(v["Name"]), destination=str(v["Destination"]), blob=Desc.from_json(v))
-                         for v in d.get("Volumes") or []],
-                frozen_ms=float(d.get("FrozenMs") or 0), incremental=bool(d.get("Incremental")),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as e:
-            raise InvalidContent(f"invalid backup record: {e}") from e
+        if not isinstance(d, dict) or d.get("Version") != FORMAT_VERSION:
+            raise InvalidContent(f"unsupported backup format version {d.get('Version') if isinstance(d, dict) else d!r}")
+        for key in ("Name", "ContainerID", "Created", "Container", "Image"):
+            if key not in d:
+                raise InvalidContent(f"invalid backup record: no {key!r}")
+        meta = _decode(BackupMeta, d, "backup record")
+        if meta.index is not None and not meta.index.digest:
+            raise InvalidContent("invalid backup record: its file index has no digest")
+        return meta
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -251,8 +251,8 @@ class Target:
         b = layout.load(name, tag)
         sent = sum(d.size for d in b.all_blobs() if _push_blob(s, repo, layout, d))
         warnings = []
-        if not any(r.startswith(s.domain + "/") for r in b.meta.image_repo_digests):
-            warnings.append(f"{name}: its image {b.meta.image_ref} was never pulled from or pushed to {s.domain}: "
+        if not any(r.startswith(s.domain + "/") for r in b.meta.image.repo_digests):
+            warnings.append(f"{name}: its image {b.meta.image.ref} was never pulled from or pushed to {s.domain}: "
                             "a host without it must load it before restoring")
         manifest = layout.read_blob(Desc(media_type=OCI_MANIFEST, digest=b.manifest_digest, size=b.manifest_size),
                                     "manifest")

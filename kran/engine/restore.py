@@ -30,14 +30,14 @@ def _local_base(engine: Engine, b: Backup) -> list[str]:
     ist = engine.images
     meta = b.meta
     try:
-        ist.get(meta.image_id)
-        return [meta.image_id]
+        ist.get(meta.image.id)
+        return [meta.image.id]
     except NotFound:
         pass
     out = []
     for rec in ist.all():
         cfg = json.loads(ist.get(rec.id).config)
-        if list((cfg.get("rootfs") or {}).get("diff_ids") or []) == meta.image_diff_ids:
+        if list((cfg.get("rootfs") or {}).get("diff_ids") or []) == meta.image.diff_ids:
             out.append(rec.id)
     return out
 
@@ -48,14 +48,14 @@ def _pull_base(engine: Engine, b: Backup) -> str:
     from kran.engine.registry import pull
 
     errors = []
-    for rd in b.meta.image_repo_digests:
+    for rd in b.meta.image.repo_digests:
         try:
             pull(engine, rd)
             return rd
         except KranError as e:
             errors.append(f"{rd}: {e}")
     if errors:
-        raise NotFound(f"base image {b.meta.image_ref} ({b.meta.image_id}) of backup {b.name}:{b.tag} is not present "
+        raise NotFound(f"base image {b.meta.image.ref} ({b.meta.image.id}) of backup {b.name}:{b.tag} is not present "
                        f"and could not be pulled: {'; '.join(errors)}")
     return ""
 
@@ -70,11 +70,11 @@ def _base_image(engine: Engine, b: Backup) -> str:
         pulled = _pull_base(engine, b)
         candidates = _local_base(engine, b)
     if not candidates:
-        raise NotFound(f"base image {meta.image_ref} ({meta.image_id}) of backup {b.name}:{b.tag} is not present: "
-                       f"pull or load it first (kran pull {meta.image_ref})")
+        raise NotFound(f"base image {meta.image.ref} ({meta.image.id}) of backup {b.name}:{b.tag} is not present: "
+                       f"pull or load it first (kran pull {meta.image.ref})")
     try:
-        if meta.image_ref and engine.images.resolve(meta.image_ref) in candidates:
-            return meta.image_ref
+        if meta.image.ref and engine.images.resolve(meta.image.ref) in candidates:
+            return meta.image.ref
     except KranError:
         pass
     return pulled or candidates[0]
@@ -221,7 +221,7 @@ def list_backups(engine: Engine, dest: str, creds: Any = None) -> list[BackupRow
         found = [b for _, b in backupreg.all_backups(dest, creds)]
     else:
         found = Layout(parse_oci(dest, with_ref=False)[0]).all()
-    return [BackupRow(name=b.name, tag=b.tag, created=b.meta.created, size=b.size, base=b.meta.image_ref,
+    return [BackupRow(name=b.name, tag=b.tag, created=b.meta.created, size=b.size, base=b.meta.image.ref,
                       digest=b.manifest_digest) for b in found]
 
 
