@@ -70,8 +70,9 @@ def cmd_backup(engine: Any, p: P) -> int:
         if p.verbose:
             frozen = f"frozen {r.frozen_ms:.0f} ms" if r.frozen_ms is not None else "not frozen"
             kind = "incremental layer" if r.incremental else "layer"
-            sys.stdout.write(f"{r.name}: {frozen}, {kind} {_size(r.layer_bytes)}, {_size(r.new_bytes)} new in "
-                             f"the directory -> {r.name}:{r.tag}\n")
+            added = "new in the directory" if dest.startswith("oci:") else "sent to the registry"
+            sys.stdout.write(f"{r.name}: {frozen}, {kind} {_size(r.layer_bytes)}, {_size(r.new_bytes)} {added} "
+                             f"-> {r.name}:{r.tag}\n")
         else:
             sys.stdout.write(f"{r.name}:{r.tag}\n")
     return 0

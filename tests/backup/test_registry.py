@@ -158,3 +158,44 @@ def test_registry_bad_input(kran, kran2, busybox, registry, tmp_path: Path):
     err = _one_line_error(kran2("restore", "--name", "w2", f"{registry.host}/b/web:nightly", check=False))
     assert "does not match its digest" in err or "digest" in err
     assert len(kran2("ps", "-aq").out.split()) == n
+
+
+def test_volumes_in_a_registry_survive_its_garbage_collection(kran, kran2, busybox, registry):
+    """The file index and the volume tars are no image layers: the untagged data manifest keeps them
+    when the registry collects garbage (distribution's `garbage-collect`, run on its storage)."""
+    import subprocess
+
+    dest = f"{registry.host}/vb"
+    kran("run", "-d", "--network", "none", "--name", "keeper", "-v", "kdata:/data", "busybox", "sleep", "3600")
+    kran("exec", "keeper", "sh", "-c", "echo precious > /data/f && echo top > /top")
+    kran("backup", "--volumes", "keeper", dest)
+    kran("exec", "keeper", "sh", "-c", "echo more > /top2")
+    kran("backup", "--volumes", "-i", "keeper", dest)
+    info = json.loads(kran("backup", "inspect", f"{dest}/keeper").out)[0]
+    vol_blob = registry.blob_data(info["Volumes"][0]["digest"])
+    index_blob = registry.blob_data(info["Index"]["digest"])
+    # the registry must be stopped for garbage-collect (distribution's own rule): a second one
+    # serves the same storage afterwards
+    registry.proc.terminate()
+    registry.proc.wait(10)
+    gc = subprocess.run(["/usr/bin/docker-registry", "garbage-collect", str(registry.base / "config.yml")],
+                        capture_output=True, text=True, timeout=60)
+    assert gc.returncode == 0, gc.stderr + gc.stdout
+    assert vol_blob.exists() and index_blob.exists()
+    registry.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(registry.base / "config.yml")],
+                                     stdout=registry.log, stderr=subprocess.STDOUT)
+    import socket
+    import time
+
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", registry.port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    kran2("restore", "--start", f"{dest}/keeper")
+    assert kran2("exec", "keeper", "cat", "/data/f", "/top", "/top2").out == "precious\ntop\nmore\n"
+    # and the next incremental backup still finds its base (the file index) there
+    kran("exec", "keeper", "sh", "-c", "echo again > /top3")
+    p = kran("backup", "-v", "-i", "keeper", dest)
+    assert "incremental layer" in p.out and "no earlier backup" not in p.err, p.err
