@@ -15,8 +15,9 @@ A long-lived process, so everything it opens per connection or per request is bo
 A handler is a function of a :class:`Request`; it calls one engine use case and answers with JSON,
 an empty body, a chunked stream, or a hijacked raw connection (attach, exec).  A
 :class:`~kran.errors.KranError` becomes docker's ``{"message": ...}`` with the error's HTTP status.
-Handlers live in ``kran.api.containers``, ``images``, ``objects``, ``streams``, ``swarm`` and
-``system``; each registers its routes in :mod:`kran.api.http`'s table when imported.
+Handlers live in ``kran.api.containers``, ``images``, ``objects``, ``streams``, ``swarm``,
+``system`` and ``backups`` (kran's own ``/kran/...`` routes); each registers its routes in
+:mod:`kran.api.http`'s table when imported.
 """
 
 from __future__ import annotations
@@ -356,6 +357,7 @@ class Server(socketserver.UnixStreamServer):
 
 
 def _load_handlers() -> None:
+    import kran.api.backups  # noqa: F401
     import kran.api.containers  # noqa: F401
     import kran.api.images  # noqa: F401
     import kran.api.objects  # noqa: F401
