@@ -194,9 +194,13 @@ def find(source: str, creds: Any = None) -> tuple[Backup, str]:
     repository it is in."""
     ref = _parse(source, "source")
     tag = ref.digest or ref.tag or "latest"
+    from kran.engine.registry import _denied_as_docker
+
     s = _session(ref.domain, pull=True, creds=creds)[0]
     with _tmp_layout() as layout:
-        return _load_remote(s, ref.path, tag, layout, ref.path.rsplit("/", 1)[-1], blobs=False), ref.name
+        b = _denied_as_docker(ref, lambda: _load_remote(s, ref.path, tag, layout, ref.path.rsplit("/", 1)[-1],
+                                                        blobs=False))
+        return b, ref.name
 
 
 @contextmanager

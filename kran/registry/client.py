@@ -163,8 +163,9 @@ class Session:
             s = cls(domain, ep, creds)
             if out and not ep.mirror:
                 # a mirror answered: the upstream is only a fallback, reached (and its auth
-                # challenge learnt from the first 401) if the mirror fails
-                out.append(s)
+                # challenge learnt from the first 401) if the mirror fails -- each of its
+                # endpoints in turn (HTTPS, then plain HTTP for an insecure registry), unpinged
+                out += [cls(domain, e, creds) for e in eps[eps.index(ep):]]
                 break
             try:
                 s.ping()
@@ -545,7 +546,10 @@ def resolve_manifest(
         try:
             data, mt, digest = s.get_manifest(repo, ref)
         except (RegistryError, Unreachable, OSError, http.client.HTTPException) as e:
-            if i == len(sessions) - 1 or not s.endpoint.mirror:
+            # a mirror that fails falls back to the next endpoint; so does an unpinged upstream
+            # endpoint that cannot be reached (HTTPS of a plain-HTTP registry) when another follows
+            unreached = isinstance(e, Unreachable | OSError | http.client.HTTPException)
+            if i == len(sessions) - 1 or not (s.endpoint.mirror or unreached):
                 if isinstance(e, OSError | http.client.HTTPException):
                     raise Unreachable(f"{s.endpoint.url}: {_why(e)}") from e
                 raise

@@ -5,12 +5,16 @@
     registry-mirrors = ["http://127.0.0.1:5001"]   # docker.io only, tried first, in order
     insecure-registries = ["myhost:5000", "10.0.0.0/8"]   # unverified TLS, then plain HTTP
 
+    [mirrors]                                       # kran's: mirrors of any registry (pull only)
+    "registry.lan:5000" = ["http://10.0.0.9:5000"]
+
 CA certificates: ``/etc/kran/certs.d/<host:port>/ca.crt`` (``$KRAN_CERTS_D`` overrides the
 directory), then Docker's ``/etc/docker/certs.d/<host:port>/ca.crt``.
 
 Endpoint order for a registry host (see ``endpoints``):
 
 - ``docker.io``: the mirrors (pull only), then ``https://registry-1.docker.io``.
+- a registry with ``[mirrors]``: those (pull only), then its own endpoints as below.
 - listed in ``insecure-registries``: HTTPS without verification, then HTTP (Docker's behaviour).
 - loopback (127.0.0.0/8, ::1, ``localhost``), insecure by default as in Docker: HTTPS *verified*
   (with the host's CA if one is installed), then plain HTTP.  Docker would skip verification
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DOCKER_IO = "docker.io"
 DOCKER_IO_ENDPOINT = "registry-1.docker.io"
@@ -36,6 +40,7 @@ DOCKER_CERTS_D = "/etc/docker/certs.d"
 class RegistryConfig:
     mirrors: tuple[str, ...] = ()
     insecure: tuple[str, ...] = ()
+    mirrors_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # registry host -> its mirrors
     certs_dirs: tuple[str, ...] = (DEFAULT_CERTS_D, DOCKER_CERTS_D)
 
     @classmethod
@@ -53,8 +58,15 @@ class RegistryConfig:
             raise InvalidArgument(f"invalid config file {path}: registry-mirrors must be a list of URLs")
         if not isinstance(insecure, list) or not all(isinstance(m, str) for m in insecure):
             raise InvalidArgument(f"invalid config file {path}: insecure-registries must be a list of hosts")
+        table = doc.get("mirrors", {})
+        if not isinstance(table, dict) or not all(
+                isinstance(v, list) and all(isinstance(m, str) for m in v) for v in table.values()):
+            raise InvalidArgument(f"invalid config file {path}: [mirrors] must map registry hosts to lists of URLs")
+        mirrors_of = {k: tuple(m.rstrip("/") for m in v) for k, v in table.items() if k != DOCKER_IO}
+        mirrors = [*mirrors, *table.get(DOCKER_IO, [])]
         certs = (env["KRAN_CERTS_D"],) if env.get("KRAN_CERTS_D") else (DEFAULT_CERTS_D,)
         return cls(
+            mirrors_of=mirrors_of,
             mirrors=tuple(m.rstrip("/") for m in mirrors),
             insecure=tuple(insecure),
             certs_dirs=certs + (DOCKER_CERTS_D,),
@@ -120,24 +132,29 @@ def ca_file(cfg: RegistryConfig, hostport: str) -> str | None:
     return None
 
 
+def _mirror_endpoints(cfg: RegistryConfig, mirrors: tuple[str, ...]) -> list[Endpoint]:
+    out = []
+    for m in mirrors:
+        url = m if "://" in m else "https://" + m
+        netloc = url.split("://", 1)[1].split("/", 1)[0]
+        insecure = is_insecure(cfg, netloc)
+        out.append(Endpoint(url=url.split("/v2", 1)[0], verify=not insecure, cafile=ca_file(cfg, netloc), mirror=True))
+    return out
+
+
 def endpoints(cfg: RegistryConfig, domain: str, *, pull: bool = True) -> list[Endpoint]:
     """The endpoints to try, in order, for registry ``domain`` (a reference's domain)."""
     if domain == DOCKER_IO:
-        out: list[Endpoint] = []
-        if pull:
-            for m in cfg.mirrors:
-                url = m if "://" in m else "https://" + m
-                netloc = url.split("://", 1)[1].split("/", 1)[0]
-                insecure = is_insecure(cfg, netloc)
-                out.append(Endpoint(url=url.split("/v2", 1)[0], verify=not insecure, cafile=ca_file(cfg, netloc), mirror=True))
+        out = _mirror_endpoints(cfg, cfg.mirrors) if pull else []
         out.append(Endpoint(url="https://" + DOCKER_IO_ENDPOINT, cafile=ca_file(cfg, DOCKER_IO_ENDPOINT)))
         return out
+    out = _mirror_endpoints(cfg, cfg.mirrors_of.get(domain, ())) if pull else []
     ca = ca_file(cfg, domain)
     if is_insecure(cfg, domain):
-        return [Endpoint(url="https://" + domain, verify=False), Endpoint(url="http://" + domain)]
+        return [*out, Endpoint(url="https://" + domain, verify=False), Endpoint(url="http://" + domain)]
     if is_loopback(domain):
-        return [Endpoint(url="https://" + domain, cafile=ca), Endpoint(url="http://" + domain)]
-    return [Endpoint(url="https://" + domain, cafile=ca)]
+        return [*out, Endpoint(url="https://" + domain, cafile=ca), Endpoint(url="http://" + domain)]
+    return [*out, Endpoint(url="https://" + domain, cafile=ca)]
 
 
 def auth_key(domain: str) -> str:

@@ -199,3 +199,36 @@ def test_volumes_in_a_registry_survive_its_garbage_collection(kran, kran2, busyb
     kran("exec", "keeper", "sh", "-c", "echo again > /top3")
     p = kran("backup", "-v", "-i", "keeper", dest)
     assert "incremental layer" in p.out and "no earlier backup" not in p.err, p.err
+
+
+def test_restore_pulls_the_base_from_a_mirror_when_its_registry_is_gone(kran, busybox, registry, bare,
+                                                                        tmp_path: Path):
+    """The base's own registry is down; the restoring host has a mirror of it ([mirrors] in its
+    config): the base comes from there, by digest, still named after its own registry."""
+    mirror = Registry(tmp_path / "mirror")
+    try:
+        base = f"{registry.host}/base/busybox:1"
+        kran("tag", "busybox", base)
+        kran("push", base)
+        # the mirror gets its copy by skopeo (so kran knows nothing of it): the same manifest bytes
+        import subprocess
+
+        subprocess.run(["skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+                        f"docker://{base}", f"docker://{mirror.host}/base/busybox:1"], check=True, timeout=60)
+        kran("run", "-d", "--network", "none", "--name", "m1", base, "sleep", "3600")
+        kran("exec", "m1", "sh", "-c", "echo mirrored > /m")
+        kran("backup", "m1", f"oci:{tmp_path / 'b'}")
+        registry.proc.terminate()
+        registry.proc.wait(10)
+        err = _one_line_error(bare("restore", f"oci:{tmp_path / 'b'}:m1", check=False))
+        assert "is not present and could not be pulled" in err, err
+        assert bare("ps", "-aq").out.split() == []
+        cfg = tmp_path / "bare-config.toml"
+        cfg.write_text(f'[mirrors]\n"{registry.host}" = ["http://127.0.0.1:1", "http://{mirror.host}"]\n')
+        bare.env["KRAN_CONFIG"] = str(cfg)  # a mirror that is down is skipped, the next one serves
+        bare("restore", "--start", f"oci:{tmp_path / 'b'}:m1")
+        assert bare("exec", "m1", "cat", "/m").out == "mirrored\n"
+        image = json.loads(bare("image", "inspect", bare("inspect", "-f", "{{.Image}}", "m1").out.strip()).out)[0]
+        assert [d.split("@")[0] for d in image["RepoDigests"]] == [f"{registry.host}/base/busybox"]
+    finally:
+        mirror.stop()
