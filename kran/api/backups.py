@@ -21,7 +21,8 @@ meanwhile.  It is answered with one JSON document at the end, not streamed: ther
 show that the report does not hold, and a client that hangs up does not cancel it halfway (each
 container's backup is written whole or not at all).
 
-``X-Registry-Auth`` is not read: registry destinations use the credentials ``kran login`` stored.
+``X-Registry-Auth`` (as on push and pull) gives the credentials of a registry destination; without
+it, the ones ``kran login`` stored apply.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from kran.api.http import Request, route
+from kran.api.http import Request, registry_auth, route
 from kran.codec import decode, extra, jf
 from kran.errors import InvalidArgument
 
@@ -128,7 +129,7 @@ def backup(req: Request) -> None:
         raise InvalidArgument("Containers is required: the names or IDs of the containers to back up")
     dest = _location(body.destination, "Destination")
     reports = run_backup(req.engine, list(body.containers), dest, pause=body.pause is not False,
-                         incremental=body.incremental, with_volumes=body.volumes)
+                         incremental=body.incremental, with_volumes=body.volumes, creds=registry_auth(req))
     req.send_json([{"Name": r.name, "Tag": r.tag, "Manifest": r.manifest,
                     "FrozenMs": None if r.frozen_ms is None else round(r.frozen_ms, 3),  # as inspect keeps it
                     "LayerBytes": r.layer_bytes, "NewBytes": r.new_bytes, "Incremental": r.incremental,
@@ -141,14 +142,14 @@ def list_backups(req: Request) -> None:
 
     dest = _location(req.q("destination"), "destination")
     req.send_json([{"Name": r.name, "Tag": r.tag, "Created": r.created, "Size": r.size, "Base": r.base,
-                    "Digest": r.digest} for r in rows(req.engine, dest)])
+                    "Digest": r.digest} for r in rows(req.engine, dest, registry_auth(req))])
 
 
 @route("GET", "/kran/backups/inspect")
 def inspect_backup(req: Request) -> None:
     from kran.engine.restore import inspect_backup as inspect
 
-    req.send_json(inspect(req.engine, _location(req.q("source"), "source")))
+    req.send_json(inspect(req.engine, _location(req.q("source"), "source"), registry_auth(req)))
 
 
 @route("POST", "/kran/backups/prune")
@@ -159,7 +160,7 @@ def prune_backups(req: Request) -> None:
     keep = req.qint("keep")
     if keep is None:
         raise InvalidArgument("keep is required: the number of backups to keep per container name")
-    gone, freed = prune(req.engine, dest, keep)
+    gone, freed = prune(req.engine, dest, keep, registry_auth(req))
     req.send_json({"Deleted": gone, "SpaceReclaimed": freed})
 
 
@@ -169,5 +170,5 @@ def restore(req: Request) -> None:
 
     body: RestoreRequest = _body(req, RestoreRequest)
     source = _location(body.source, "Source")
-    cid = run_restore(req.engine, source, name=body.name or None, start=body.start)
+    cid = run_restore(req.engine, source, name=body.name or None, start=body.start, creds=registry_auth(req))
     req.send_json({"Id": cid}, 201)

@@ -298,3 +298,22 @@ class _ChunkReader:
         return True
 
 
+
+
+def registry_auth(req: Any) -> Any:
+    """The ``X-Registry-Auth`` header (base64url JSON: username, password, serveraddress...) as
+    registry credentials, or None (then the ones ``kran login`` stored apply)."""
+    import base64
+
+    raw = req.headers.get("X-Registry-Auth") or ""
+    if not raw:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not data.get("username"):
+        return None
+    from kran.registry.credentials import Credentials
+
+    return Credentials(username=str(data["username"]), password=str(data.get("password") or ""))

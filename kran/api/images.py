@@ -6,12 +6,12 @@ Long operations (pull, push, save, build) run through :func:`kran.api.worker.str
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 from kran.api.http import Request, filter_args, route
+from kran.api.http import registry_auth as _registry_auth
 from kran.api.worker import _line, error_line, stream_from_worker
 from kran.errors import InvalidArgument, KranError
 
@@ -192,23 +192,6 @@ class _pull_errors_as_dockerd:
         if isinstance(e, Unreachable):
             raise KranError(str(e)) from e
         return False
-
-
-def _registry_auth(req: Request) -> Any:
-    """The ``X-Registry-Auth`` header (base64url JSON: username, password, serveraddress...) as
-    registry credentials, or None (then the ones ``kran login`` stored apply)."""
-    raw = req.headers.get("X-Registry-Auth") or ""
-    if not raw:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not data.get("username"):
-        return None
-    from kran.registry.credentials import Credentials
-
-    return Credentials(username=str(data["username"]), password=str(data.get("password") or ""))
 
 
 def _import(req: Request) -> None:

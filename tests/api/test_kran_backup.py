@@ -346,3 +346,32 @@ def test_registry_destination_through_the_api(api, api_busybox, registry, tmp_pa
     st, doc = call(conn, "POST", f"{V}/kran/restore", {"Source": f"{dest}/nothing"})
     assert st == 404 and one_line_error(doc), doc
     conn.close()
+
+
+def test_registry_credentials_come_from_x_registry_auth(api, api_busybox, tmp_path: Path):
+    """A registry that wants a password: without X-Registry-Auth the backup is refused (nothing
+    stored by `kran login` here), with it the backup is pushed and restored."""
+    import base64
+
+    from tests.registry.conftest import Registry
+
+    reg = Registry(tmp_path / "registry-auth", auth="htpasswd")
+    try:
+        start_two(api)
+        dest = f"{reg.host}/secure"
+        conn = UnixHTTP(api.sock, timeout=120)
+        st, doc = call(conn, "POST", f"{V}/kran/backup", {"Containers": ["web"], "Destination": dest})
+        assert st in (401, 403, 500) and "unauthorized" in one_line_error(doc).lower(), (st, doc)
+        auth = base64.urlsafe_b64encode(json.dumps({"username": reg.user, "password": reg.password,
+                                                    "serveraddress": reg.host}).encode()).decode()
+        hdrs = {"Content-Type": "application/json", "X-Registry-Auth": auth}
+        r, out = conn.call("POST", f"{V}/kran/backup", body=json.dumps({"Containers": ["web"], "Destination": dest})
+                           .encode(), headers=hdrs)
+        assert r.status == 200, out
+        r, out = conn.call("POST", f"{V}/kran/restore", body=json.dumps({"Source": f"{dest}/web", "Name": "w2",
+                                                                        "Start": True}).encode(), headers=hdrs)
+        assert r.status == 201, out
+        assert api.client().containers.get("w2").exec_run(["cat", "/data.txt"]) == (0, b"web-data\n")
+        conn.close()
+    finally:
+        reg.stop()
