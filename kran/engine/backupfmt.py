@@ -197,7 +197,11 @@ class Layout:
                 if not os.path.isdir(self.path):
                     raise NotFound(f"backup directory {path} not found")
                 raise InvalidContent(f"{path} is not an OCI image layout (no oci-layout file)")
-            if os.path.isdir(self.path) and os.listdir(self.path):
+            # what a creation killed before its oci-layout file leaves may be made again
+            left = os.listdir(self.path) if os.path.isdir(self.path) else []
+            no_blobs = not os.path.isdir(self.blob_dir) or not os.listdir(self.blob_dir)
+            if not no_blobs or any(n not in ("index.json", "blobs") and not n.startswith(".") for n in left) or (
+                    "index.json" in left and not _empty_index(os.path.join(self.path, "index.json"))):
                 raise InvalidArgument(f"{path} is not empty and not an OCI image layout")
             os.makedirs(self.blob_dir, exist_ok=True)
             self._write_atomic("index.json", _dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}))
@@ -218,9 +222,24 @@ class Layout:
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._sweep()
             yield
         finally:
             os.close(fd)
+
+    def _sweep(self) -> None:
+        """Under the lock: remove what a writer killed mid-way left (its scratch dir, a blob or an
+        index.json not yet renamed).  Every writer holds the lock, so none of it is in use."""
+        for n in os.listdir(self.path):
+            if n.startswith((".kran-tmp-", ".blob-", ".index.json-", ".oci-layout-")):
+                p = os.path.join(self.path, n)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(p)
+                    except FileNotFoundError:
+                        pass
 
     @contextmanager
     def tempdir(self) -> Iterator[str]:
@@ -409,6 +428,15 @@ class _VerifyingReader:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _empty_index(path: str) -> bool:
+    """An index.json this module writes first when it makes a layout (and nothing else's)."""
+    try:
+        with open(path, "rb") as f:
+            return json.load(f) == {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    except (OSError, ValueError):
+        return False
 
 
 def _sha256_file(path: str) -> str:

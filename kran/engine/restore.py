@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -176,29 +177,46 @@ def restore_from(engine: Engine, layout: Layout, bname: str, tag: str, *, name: 
     cfg["Image"] = image
     made: list[str] = []
     cid = ""
-    try:
-        _restore_volumes(engine, layout, b, made)
-        cid = create(engine, cfg, dict(saved.get("HostConfig") or {}), new_name, saved.get("NetworkingConfig"))
-        c = containers.get(engine, cid)
-        _apply_chain(layout, b, os.path.join(c.dir, "upper"))
-        if start:
-            containers.start(engine, cid)
-    except BaseException as e:
-        errs = []
-        if cid:
-            try:
-                containers.remove(engine, cid, force=True)
-            except KranError as e2:
-                errs.append(str(e2))
-        for v in made:
-            try:
-                vmod.remove(engine, v, force=True)
-            except KranError as e2:
-                errs.append(str(e2))
-        if errs and isinstance(e, KranError):
-            raise KranError(f"{e} (and cleaning up failed: {'; '.join(errs)})") from e
-        raise
+    with engine.store.writing():  # the staging dir in tmp/ is this restore's while it runs
+        stage = engine.store.workdir("restore-")
+        try:
+            # the chain goes into a staging dir first (every layer verified before anything is
+            # made), and becomes the container's upper dir by one rename: a restore killed at
+            # any point leaves either no container or a whole one (tmp/ is swept by the next writer)
+            staged = os.path.join(stage, "upper")
+            os.mkdir(staged)
+            _apply_chain(layout, b, staged)
+            _restore_volumes(engine, layout, b, made)
+            cid = create(engine, cfg, dict(saved.get("HostConfig") or {}), new_name, saved.get("NetworkingConfig"))
+            c = containers.get(engine, cid)
+            _swap_in(staged, os.path.join(c.dir, "upper"))
+            if start:
+                containers.start(engine, cid)
+        except BaseException as e:
+            errs = []
+            if cid:
+                try:
+                    containers.remove(engine, cid, force=True)
+                except KranError as e2:
+                    errs.append(str(e2))
+            for v in made:
+                try:
+                    vmod.remove(engine, v, force=True)
+                except KranError as e2:
+                    errs.append(str(e2))
+            if errs and isinstance(e, KranError):
+                raise KranError(f"{e} (and cleaning up failed: {'; '.join(errs)})") from e
+            raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return cid
+
+
+def _swap_in(staged: str, upper: str) -> None:
+    """Make ``staged`` the container's (empty, new) upper dir.  Its root's mode and owner are the
+    backup's (its layer's root entry) or, without one, a new directory's, as the upper dir's were."""
+    os.rmdir(upper)
+    os.rename(staged, upper)
 
 
 # -- ls / inspect / prune -----------------------------------------------------------------------
