@@ -203,20 +203,27 @@ def _capture(engine: Engine, c: Container, work: str, pause: bool, vols: list[tu
     vol_tars: dict[str, str] = {}
     try:
         with open(raw, "wb") as f:
-            write_layer(os.path.join(c.dir, "upper"), f)
+            # not frozen (--no-pause, a runtime that cannot freeze): files may come and go meanwhile
+            write_layer(os.path.join(c.dir, "upper"), f, live=not froze)
         for vname, _dest in vols:
             p = os.path.join(work, f"vol-{len(vol_tars)}.tar")
             with open(p, "wb") as f:
-                vmod.export(engine, vname, f)
+                vmod.export(engine, vname, f, live=not froze)
             vol_tars[vname] = p
     except OSError as e:
-        raise KranError(f"error backing up container {c.name}: {e}") from e
+        raise KranError(f"error backing up container {c.name}: {os_error(e)}") from e
     finally:
         frozen = None
         if froze:
             containers.unpause(engine, c.id)
             frozen = (time.monotonic() - t0) * 1000
     return raw, vol_tars, frozen
+
+
+def os_error(e: OSError) -> str:
+    """An OS error in Docker's (Go's) words, "no space left on device", not Python's "[Errno 28] ..."."""
+    msg = (e.strerror or str(e)).lower()
+    return f"{e.filename}: {msg}" if e.filename else msg
 
 
 def _named_volumes(engine: Engine, c: Container) -> list[tuple[str, str]]:
@@ -290,7 +297,14 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
             tag = next(t for t in (stamp if i == 0 else f"{stamp}.{i}" for i in range(len(used) + 1))
                        if f"{c.name}:{t}" not in used)  # two backups in one second keep both
         prev = _previous(layout, c) if incremental else None
-        if incremental and prev is None:
+        # a directory holds the whole chain: one with a missing link is not built on (the new backup could
+        # never be restored).  A registry's staged record has no layers (they are in the registry).
+        broken = [i + 1 for i, d in enumerate(prev[0].layers) if not layout.has(d.digest)] if prev and not where else []
+        if broken:
+            warnings.append(f"{c.name}: the chain of backup {c.name}:{prev[0].tag} is broken (layer {broken[0]} of "
+                            f"{len(prev[0].layers)} is missing): a full backup")
+            prev = None
+        elif incremental and prev is None:
             warnings.append(f"{c.name}: no earlier backup of this container in {where or layout.path}: a full backup")
         raw, vol_tars, frozen = _capture(engine, c, work, pause, vols, warnings)
         cur = _scan(raw)
@@ -353,8 +367,14 @@ def backup(engine: Engine, refs: list[str], dest: str, *, pause: bool = True, in
         containers.get(engine, r)  # a wrong name fails before anything is written
     layout = Layout(path, create=True)
     now = time.time()
-    return [backup_one(engine, layout, r, pause=pause, incremental=incremental, with_volumes=with_volumes, now=now)
-            for r in refs]
+    reports = []
+    for r in refs:
+        try:
+            reports.append(backup_one(engine, layout, r, pause=pause, incremental=incremental,
+                                      with_volumes=with_volumes, now=now))
+        except OSError as e:  # writing a blob or index.json (a full disk): one line, in Docker's words
+            raise KranError(f"error backing up container {r}: {os_error(e)}") from e
+    return reports
 
 
 def _to_registry(engine: Engine, refs: list[str], dest: str, *, pause: bool, incremental: bool, with_volumes: bool,
@@ -371,8 +391,12 @@ def _to_registry(engine: Engine, refs: list[str], dest: str, *, pause: bool, inc
         with backupreg.staging(engine) as layout:
             if incremental:
                 target.stage_previous(layout, c.name)
-            rep = backup_one(engine, layout, c.id, pause=pause, incremental=incremental, with_volumes=with_volumes,
-                             now=now, taken={f"{c.name}:{t}" for t in target.tags}, where=target.where, tag=tag)
+            try:
+                rep = backup_one(engine, layout, c.id, pause=pause, incremental=incremental,
+                                 with_volumes=with_volumes, now=now, taken={f"{c.name}:{t}" for t in target.tags},
+                                 where=target.where, tag=tag)
+            except OSError as e:  # the staging layout in the store (a full disk): one line, Docker's words
+                raise KranError(f"error backing up container {c.name}: {os_error(e)}") from e
             sent, warnings = target.push(layout, c.name, rep.tag)
             target.remember(engine, layout, c.name, rep.tag)
         rep.warnings.extend(warnings)

@@ -30,7 +30,7 @@ def _layer_from_dir(engine: Engine, layer_dir: str, work: str) -> tuple[str, int
 
     raw = os.path.join(work, "raw.tar")
     with open(raw, "wb") as f:
-        write_layer(layer_dir, f)
+        write_layer(layer_dir, f, live=True)  # commit --pause=false: files may come and go meanwhile
     out = os.path.join(work, "layer.tar")
     with tarfile.open(raw, "r:") as src, tarfile.open(out, "w:", format=tarfile.PAX_FORMAT) as dst:
         for m in src:

@@ -80,7 +80,7 @@ def export(engine: Engine, ref: str, out: BinaryIO) -> None:
     c = get(engine, ref)
     merged = os.path.join(c.dir, "merged")
     if is_mountpoint(merged):
-        write_layer(merged, out, whiteout_format="none")
+        write_layer(merged, out, whiteout_format="none", live=True)  # running: files may come and go
         return
     layers = [engine.store.layers.path(ch) for ch, *_ in engine.images.layers(c.image_id)]
     target = tempfile.mkdtemp(prefix="export-", dir=engine.store.tmp if os.path.isdir(engine.store.tmp) else None)

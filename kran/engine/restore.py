@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kran.engine.backupfmt import Backup, Layout, parse_oci
-from kran.errors import Conflict, InvalidArgument, KranError, NotFound
+from kran.errors import Conflict, InvalidArgument, InvalidContent, KranError, NotFound
 
 if TYPE_CHECKING:
     from kran.engine import Engine
@@ -112,7 +112,11 @@ def _apply_chain(layout: Layout, b: Backup, upper: str) -> None:
     for i, d in enumerate(b.layers):
         r = layout.open_verified(d, f"layer {i + 1}")
         try:
-            apply_layer(r, upper)  # type: ignore[arg-type]
+            try:
+                apply_layer(r, upper)  # type: ignore[arg-type]
+            except InvalidContent:
+                r.check()  # truncated or altered: name the blob and its digest, not what the tar parser met
+                raise
             r.check()
         finally:
             r.close()
@@ -142,8 +146,12 @@ def _restore_volumes(engine: Engine, layout: Layout, b: Backup, made: list[str])
     for v in b.meta.volumes:
         r = layout.open_verified(v.blob, f"volume {v.name}")
         try:
-            if vmod.import_(engine, v.name, r):  # type: ignore[arg-type]
-                made.append(v.name)
+            try:
+                if vmod.import_(engine, v.name, r):  # type: ignore[arg-type]
+                    made.append(v.name)
+            except InvalidContent:
+                r.check()  # as for layers: the blob's digest is the cause
+                raise
             r.check()
         finally:
             r.close()

@@ -174,9 +174,6 @@ def test_database_in_a_named_volume(kran, kran2, sqlite_image, tmp_path: Path):
     assert p.out.strip() == "ok", p.out + p.err
 
 
-@pytest.mark.xfail(strict=True, reason="kran.engine.backup._capture reads the live upper dir strictly: a file "
-                   "removed between listing and read fails the backup ('[Errno 2] No such file or directory'); "
-                   "fix: write_layer(..., live=not froze) and vmod.export(..., live=not froze)")
 def test_no_pause_backup_of_a_writing_database(kran, sqlite_image, tmp_path: Path):
     """--no-pause reads the layer while the database goes on writing and its journal and the spool
     files next to it come and go: each backup still completes, without a warning or an error."""

@@ -87,8 +87,6 @@ def test_destination_fills_up(kran, kran2, busybox, tmp_path: Path):
             kran2("rm", "-f", "small")
 
 
-@pytest.mark.xfail(strict=True, reason="ENOSPC is '[Errno 28] No space left on device' from _capture and "
-                   "'Error: OSError: [Errno 28] ...' from writing the layer (backup_one): see the report")
 def test_destination_full_in_dockers_words(kran, busybox, tmp_path: Path):
     _big(kran)
     for size in SIZES:
@@ -149,8 +147,6 @@ def test_truncated_layer_and_corrupt_volume(kran, kran2, busybox, tmp_path: Path
     assert _status(kran, "app") == "running"
 
 
-@pytest.mark.xfail(strict=True, reason="a truncated layer or volume blob is reported as what the tar reader met "
-                   "('invalid layer tar: unexpected end of data'), not as the blob whose digest does not match")
 def test_truncated_blob_named_by_its_digest(kran, kran2, busybox, tmp_path: Path):
     dest = tmp_path / "b"
     digests = _app_with_volume(kran, dest)
@@ -164,8 +160,6 @@ def test_truncated_blob_named_by_its_digest(kran, kran2, busybox, tmp_path: Path
         blob.write_bytes(good)
 
 
-@pytest.mark.xfail(strict=True, reason="backup --incremental stacks a new layer on a chain with a missing link "
-                   "(a backup that can never be restored), silently")
 def test_broken_chain_is_not_built_on(kran, kran2, busybox, tmp_path: Path):
     """A middle link deleted: the chain's restore fails in one line (an earlier backup that does not
     need the link still restores), and the next incremental backup does not stack a new layer on
