@@ -620,6 +620,7 @@ UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configu
     Flag("memory-swap", "", "str", "bytes", "Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits"),
+    Flag("restart-fresh", help="Begin every restart with an empty read-write layer (--restart-fresh=false: no more)"),
 ), aliases=("container update", "update"), min_args=1, handler="cmd_update")
 EVENTS = Command("events", "[OPTIONS]", "Get real time events from the server", (
     Flag("filter", "f", "list", "filter", "Filter output based on conditions provided"),
@@ -721,6 +722,8 @@ def cmd_update(engine: Any, p: P) -> int:
         "CpuShares": p.cpu_shares, "CpusetCpus": p.cpuset_cpus, "PidsLimit": p.pids_limit,
         "RestartPolicy": parse_restart(p.restart) if p.restart else None,
     }
+    if "restart_fresh" in p.given:
+        changes["KranRestartFresh"] = bool(p.restart_fresh)
     return _each(p.args, lambda n: update(engine, n, changes))
 
 

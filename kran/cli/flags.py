@@ -55,6 +55,7 @@ class Command:
 class Parsed:
     opts: dict[str, Any] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    given: set[str] = field(default_factory=set)  # the dests typed on the command line (not defaults)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -85,6 +86,7 @@ def parse(cmd: Command, argv: list[str]) -> Parsed:
     i = 0
 
     def setv(f: Flag, value: str, name: str) -> None:
+        p.given.add(f.dest)
         if f.kind == "bool":
             p.opts[f.dest] = _bool(value, name)
         elif f.kind == "int":

@@ -67,6 +67,7 @@ RUN_FLAGS = (
     Flag("health-timeout", "", "str", "duration", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
     Flag("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits", default="no"),
+    Flag("restart-fresh", help="Begin every restart with an empty read-write layer (volumes kept)"),
     Flag("rm", help="Automatically remove the container and its associated anonymous volumes when it exits"),
     Flag("runtime", "", "str", "string", "Runtime to use for this container"),
     Flag("security-opt", "", "list", "list", "Security Options"),
@@ -774,5 +775,7 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
         "Sysctls": sysctls or None,
     }
     host.update(net_host)
+    if opts.restart_fresh:
+        host["KranRestartFresh"] = True
     warnings = validate_network_mode(config, host)
     return config, host, networking, warnings

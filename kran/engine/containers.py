@@ -84,20 +84,22 @@ def _mount_rootfs(engine: Engine, c: Container) -> str:
     merged = os.path.join(c.dir, "merged")
     if is_mountpoint(merged):
         return merged
-    layers = [engine.store.layers.path(ch) for ch, *_ in engine.images.layers(c.image_id)]
-    if not layers:
-        empty = os.path.join(c.dir, "empty")
-        os.makedirs(empty, exist_ok=True)
-        layers = [empty]
-    lower = ":".join(reversed(layers))
-    opts = f"lowerdir={lower},upperdir={c.dir}/upper,workdir={c.dir}/work"
+    from kran.engine.fresh import overlay_opts
     from kran.rootless.overlay import mount_overlay
+
+    opts = overlay_opts(engine, c)
 
     try:
         mount_overlay(merged, opts)
     except OSError as e:
         raise KranError(f"error mounting the container's root filesystem: {e}") from e
     return merged
+
+
+def _overlay_opts(engine: Engine, c: Container) -> str:
+    from kran.engine.fresh import overlay_opts
+
+    return overlay_opts(engine, c)
 
 
 def _lookup_user(rootfs: str, spec: str) -> Any:
@@ -317,6 +319,10 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             spec = _bundle(engine, c, rootfs, link_env)
             from kran.engine import networks
 
+        if c.host_config.get("KranRestartFresh"):
+            from kran.engine import fresh
+
+            fresh.before_start(c.dir, c.host_config, c.started_at)  # kran restart, stop + start
             netns_file = next((n.get("path") for n in (spec.get("linux") or {}).get("namespaces") or []
                                if n.get("type") == "network"), None)
             net = networks.setup(engine, c, netns_file)
@@ -365,6 +371,11 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
                 import sys
 
                 # docker's --rm when nobody waits for the container: its monitor removes it at the end
+            if h.get("KranRestartFresh"):
+                from kran.engine import fresh
+
+                fresh.save_init_files(c.dir)  # as this start wrote them: what a restart by policy gets
+                mon["fresh"] = fresh.monitor_argv(c.dir, fresh.overlay_opts(engine, c))
                 mon["on_exit"] = [sys.executable, "-m", "kran", "--root", engine.root, "rm", "-f", "-v", c.id]
             os.makedirs(mon["runtime_root"], 0o700, exist_ok=True)
             with open(os.path.join(c.dir, "monitor.json"), "w") as f:
