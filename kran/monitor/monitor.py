@@ -83,7 +83,6 @@ class Monitor(AttachServing):
         restart = cfg.get("restart") or {}
         self.policy = restart.get("name") or "no"
         self.max_retries = int(restart.get("max_retries") or 0)
-        self.fresh = list(cfg.get("fresh") or [])  # --restart-fresh: the engine's helper (kran.engine.fresh)
         self.log = LogWriter(
             cfg["log_path"], int(cfg.get("log_max_size") or 0), int(cfg.get("log_max_file") or 1)
         )
@@ -424,8 +423,6 @@ class Monitor(AttachServing):
         return False
 
     def finish_run(self) -> None:
-        if isinstance(cfg, dict):
-            self.fresh = list(cfg.get("fresh") or [])  # kran update --restart-fresh
         """The container's process has ended and its output is drained."""
         self.close_stdio()
         self.delete()
@@ -459,8 +456,7 @@ class Monitor(AttachServing):
             self.phase = "done"
             self.write_state()
             return
-        err = self.reset_fresh() if self.fresh else ""
-        err = err or self.start_container()
+        err = self.start_container()
         if err:
             self.status = "exited"
             self.error = err
@@ -494,29 +490,6 @@ class Monitor(AttachServing):
             hint = self.net.timeout()
             if hint is not None:
                 timeout = min(timeout, hint)
-    def reset_fresh(self) -> str:
-        """--restart-fresh: run the engine's helper, which empties the read-write layer with the
-        overlay unmounted and mounts it again (mounts and fuse-overlayfs are the engine's code, not
-        the monitor's); "" on success, else its error."""
-        err_r, err_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                null = os.open(os.devnull, os.O_RDWR)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.dup2(err_w, 2)
-                os.execvp(self.fresh[0], self.fresh)
-            finally:
-                os._exit(127)
-        os.close(err_w)
-        _, status = os.waitpid(pid, 0)
-        msg = read_available(err_r).decode(errors="replace").strip().splitlines()
-        os.close(err_r)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return ""
-        return msg[-1] if msg else "cannot restart fresh: the helper failed"
-
         health_fds: list = []
         if self.health is not None:
             health_fds = self.health.fds()
