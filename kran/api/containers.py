@@ -378,8 +378,11 @@ def prune_containers(req: Request) -> None:
 def export_container(req: Request) -> None:
     from kran.api.worker import stream_from_worker
     from kran.engine.container_ops import export
+    from kran.engine.lockdown import refuse_files_out
 
-    cid = _get(req).id
+    c = _get(req)
+    refuse_files_out(c)  # --lockdown: 403 before the stream starts
+    cid = c.id
 
     class _Out:
         def __init__(self, emit: Any) -> None:
@@ -470,6 +473,10 @@ def get_archive(req: Request) -> None:
     path = req.q("path") or ""
     if not path:
         raise InvalidArgument("path is required")
+    if req.method == "GET":
+        from kran.engine.lockdown import refuse_files_out
+
+        refuse_files_out(_get(req))  # --lockdown: 403 before a byte (or a stat header) is sent
     st = copy.stat_path(req.engine, req.params["id"], path)
     req.extra_headers.append(("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(st).encode()).decode()))
     if req.method == "HEAD":

@@ -136,6 +136,10 @@ def _create(engine: Any, p: P) -> str:
     from kran.engine import containers
     from kran.errors import ImageNotFound
 
+    if p.profile:
+        from kran.cli import profile
+
+        profile.apply(p, RUN_FLAGS)  # --profile NAME: its flags below the typed ones
     config, host, networking, warnings = build_run(p, p.args[0], p.args[1:])
     try:
         if p.pull not in ("missing", "never"):
@@ -621,6 +625,7 @@ UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configu
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits"),
     Flag("restart-fresh", help="Begin every restart with an empty read-write layer (--restart-fresh=false: no more)"),
+    Flag("lockdown", help="Lock a stopped container down (--lockdown=false unlocks it)"),
 ), aliases=("container update", "update"), min_args=1, handler="cmd_update")
 EVENTS = Command("events", "[OPTIONS]", "Get real time events from the server", (
     Flag("filter", "f", "list", "filter", "Filter output based on conditions provided"),
@@ -722,8 +727,9 @@ def cmd_update(engine: Any, p: P) -> int:
         "CpuShares": p.cpu_shares, "CpusetCpus": p.cpuset_cpus, "PidsLimit": p.pids_limit,
         "RestartPolicy": parse_restart(p.restart) if p.restart else None,
     }
-    if "restart_fresh" in p.given:
-        changes["KranRestartFresh"] = bool(p.restart_fresh)
+    for flag, key in (("restart_fresh", "KranRestartFresh"), ("lockdown", "KranLockdown")):
+        if flag in p.given:
+            changes[key] = bool(getattr(p, flag))
     return _each(p.args, lambda n: update(engine, n, changes))
 
 

@@ -38,6 +38,7 @@ RUN_FLAGS = (
     Flag("interactive", "i", help="Keep STDIN open even if not attached"),
     Flag("ip", "", "str", "string", "IPv4 address (e.g., 172.30.100.104)"),
     Flag("label", "l", "list", "list", "Set meta data on a container"),
+    Flag("lockdown", help="Lock the container down: read-only root, tmpfs /tmp and home, no capabilities, no files out"),
     Flag("log-driver", "", "str", "string", "Logging driver for the container"),
     Flag("log-opt", "", "list", "list", "Log driver options"),
     Flag("mac-address", "", "str", "string", "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
@@ -52,6 +53,7 @@ RUN_FLAGS = (
     Flag("net-alias", "", "list", "list", "Add network-scoped alias for the container", hidden=True),
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("privileged", help="Give extended privileges to this container"),
+    Flag("profile", "", "str", "string", "Apply the policy profile NAME.toml from the config dir's profiles/"),
     Flag("publish", "p", "list", "list", "Publish a container's port(s) to the host"),
     Flag("publish-all", "P", help="Publish all exposed ports to random ports"),
     Flag("pull", "", "str", "string", 'Pull image before running ("always", "missing", "never")', default="missing"),
@@ -775,7 +777,10 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
         "Sysctls": sysctls or None,
     }
     host.update(net_host)
-    if opts.restart_fresh:
-        host["KranRestartFresh"] = True
+    for key, on in (("KranRestartFresh", opts.restart_fresh), ("KranLockdown", opts.lockdown)):
+        if on:
+            host[key] = True
+    if opts.profile:
+        host["KranProfile"] = opts.profile
     warnings = validate_network_mode(config, host)
     return config, host, networking, warnings

@@ -282,6 +282,9 @@ def backup_one(engine: Engine, layout: Layout, ref: str, *, pause: bool = True, 
     from kran.engine.timefmt import rfc3339
 
     c = containers.get(engine, ref)
+    from kran.engine.lockdown import refuse_files_out
+
+    refuse_files_out(c)  # --lockdown: a backup is a way out too
     if c.status == "restarting":
         raise Conflict(f"cannot back up container {c.name}: container is restarting")
     now = time.time() if now is None else now

@@ -112,6 +112,9 @@ def commit(engine: Engine, ref: str, *, repository: str | None = None, changes: 
 
     tags = [str(refs.parse_tagged(repository))] if repository else []
     c = containers.get(engine, ref)
+    from kran.engine.lockdown import refuse_files_out
+
+    refuse_files_out(c)  # --lockdown: its layer does not leave it as an image either
     if c.status == "restarting":
         raise Conflict(f"cannot commit container {c.id[:12]}: container is restarting")
     base = json.loads(engine.images.get(c.image_id).config)

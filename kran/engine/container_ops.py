@@ -20,6 +20,9 @@ def diff(engine: Engine, ref: str) -> list[tuple[str, str]]:
     from kran.engine.containers import get
 
     c = get(engine, ref)
+    from kran.engine.lockdown import refuse_files_out
+
+    refuse_files_out(c)  # --lockdown: not even the names of its files
     upper = os.path.join(c.dir, "upper")
     lowers = [engine.store.layers.path(ch) for ch, *_ in engine.images.layers(c.image_id)]
 
@@ -78,6 +81,9 @@ def export(engine: Engine, ref: str, out: BinaryIO) -> None:
     from kran.sys.fsutil import MNT_DETACH, is_mountpoint, umount
 
     c = get(engine, ref)
+    from kran.engine.lockdown import refuse_files_out
+
+    refuse_files_out(c)
     merged = os.path.join(c.dir, "merged")
     if is_mountpoint(merged):
         write_layer(merged, out, whiteout_format="none", live=True)  # running: files may come and go

@@ -310,6 +310,10 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             os.unlink(os.path.join(c.dir, "stop-requested"))
         except FileNotFoundError:
             pass
+        if c.host_config.get("KranRestartFresh"):
+            from kran.engine import fresh
+
+            fresh.before_start(c.dir, c.host_config, c.started_at)  # kran restart, stop + start
         rootfs = _mount_rootfs(engine, c)
         net = None
         try:
@@ -319,10 +323,6 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             spec = _bundle(engine, c, rootfs, link_env)
             from kran.engine import networks
 
-        if c.host_config.get("KranRestartFresh"):
-            from kran.engine import fresh
-
-            fresh.before_start(c.dir, c.host_config, c.started_at)  # kran restart, stop + start
             netns_file = next((n.get("path") for n in (spec.get("linux") or {}).get("namespaces") or []
                                if n.get("type") == "network"), None)
             net = networks.setup(engine, c, netns_file)
@@ -360,6 +360,11 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
                 os.unlink(os.path.join(c.dir, "health.json"))  # each start begins "starting"
             except FileNotFoundError:
                 pass
+            if h.get("KranRestartFresh"):
+                from kran.engine import fresh
+
+                fresh.save_init_files(c.dir)  # as this start wrote them: what a restart by policy gets
+                mon["fresh"] = fresh.monitor_argv(c.dir, fresh.overlay_opts(engine, c))
             if net.monitor_cfg:
                 mon["net"] = net.monitor_cfg
                 if net.monitor_cfg.get("proxies"):
@@ -371,11 +376,6 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
                 import sys
 
                 # docker's --rm when nobody waits for the container: its monitor removes it at the end
-            if h.get("KranRestartFresh"):
-                from kran.engine import fresh
-
-                fresh.save_init_files(c.dir)  # as this start wrote them: what a restart by policy gets
-                mon["fresh"] = fresh.monitor_argv(c.dir, fresh.overlay_opts(engine, c))
                 mon["on_exit"] = [sys.executable, "-m", "kran", "--root", engine.root, "rm", "-f", "-v", c.id]
             os.makedirs(mon["runtime_root"], 0o700, exist_ok=True)
             with open(os.path.join(c.dir, "monitor.json"), "w") as f:

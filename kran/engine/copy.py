@@ -172,6 +172,10 @@ def copy_from_container(engine: Engine, ref: str, src: str, dest: str, *, follow
     from kran.volume.copy import apply_tar, spool
 
     src_path, contents = _split_src(src)
+    from kran.engine import containers
+    from kran.engine.lockdown import refuse_files_out
+
+    refuse_files_out(containers.get(engine, ref))  # --lockdown: nothing leaves it
     with _container_fs(engine, ref) as (c, rootfs):
         root, rel = _locate(engine, c, rootfs, src_path)
         st = _stat_in(root, rel, follow)

@@ -106,6 +106,9 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
     validate.check_create(req)
     validate.check_rootless_limits(h)
     _validate_request(engine, req)
+    from kran.engine import lockdown
+
+    lockdown.apply(engine, cfg, h, image_id)  # --lockdown: its settings into h, conflicts refused
     if name is not None:
         if not NAME_RE.match(name):
             raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

@@ -34,8 +34,9 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
     new = {k: v for k, v in checked.items() if k in KEYS and v is not None}
     c = get(engine, ref)
     h = dict(c.host_config)
-    from kran.engine import fresh
+    from kran.engine import fresh, lockdown
 
+    lockdown.check_update(engine, c, h, checked)  # --lockdown[=false]: only while stopped
     fresh.check_update(c, h, checked)  # --restart-fresh[=false]: a running one's monitor too
     rp = new.get("RestartPolicy")
     if rp is not None:

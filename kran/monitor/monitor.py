@@ -83,6 +83,7 @@ class Monitor(AttachServing):
         restart = cfg.get("restart") or {}
         self.policy = restart.get("name") or "no"
         self.max_retries = int(restart.get("max_retries") or 0)
+        self.fresh = list(cfg.get("fresh") or [])  # --restart-fresh: the engine's helper (kran.engine.fresh)
         self.log = LogWriter(
             cfg["log_path"], int(cfg.get("log_max_size") or 0), int(cfg.get("log_max_file") or 1)
         )
@@ -411,6 +412,8 @@ class Monitor(AttachServing):
         restart = cfg.get("restart") or {} if isinstance(cfg, dict) else {}
         self.policy = restart.get("name") or "no"
         self.max_retries = int(restart.get("max_retries") or 0)
+        if isinstance(cfg, dict):
+            self.fresh = list(cfg.get("fresh") or [])  # kran update --restart-fresh
 
     def should_restart(self) -> bool:
         if self.stop_is_requested():
@@ -456,7 +459,8 @@ class Monitor(AttachServing):
             self.phase = "done"
             self.write_state()
             return
-        err = self.start_container()
+        err = self.reset_fresh() if self.fresh else ""
+        err = err or self.start_container()
         if err:
             self.status = "exited"
             self.error = err
@@ -464,6 +468,29 @@ class Monitor(AttachServing):
             self.finished_at = now_rfc3339()
             self.phase = "done"
         self.write_state()
+
+    def reset_fresh(self) -> str:
+        """--restart-fresh: run the engine's helper, which empties the read-write layer with the
+        overlay unmounted and mounts it again (mounts and fuse-overlayfs are the engine's code, not
+        the monitor's); "" on success, else its error."""
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(err_w, 2)
+                os.execvp(self.fresh[0], self.fresh)
+            finally:
+                os._exit(127)
+        os.close(err_w)
+        _, status = os.waitpid(pid, 0)
+        msg = read_available(err_r).decode(errors="replace").strip().splitlines()
+        os.close(err_r)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return ""
+        return msg[-1] if msg else "cannot restart fresh: the helper failed"
 
     def poll_once(self, timeout: float) -> None:
         p = select.poll()

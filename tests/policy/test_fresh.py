@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
+from tests.conftest import _kran_fixture
+from tests.network.conftest import netns  # noqa: F401 - the fixture
+
 # each run: report what the previous runs left in the rw layer, in /etc/hosts and in the volume,
 # then leave traces of its own and fail (so that on-failure restarts it)
 SCRIPT = (
@@ -14,6 +19,12 @@ SCRIPT = (
     "echo x >> /data/count; echo run $(wc -l < /data/count); "
     "echo x > /marker; echo '10.9.9.9 evil' >> /etc/hosts; exit 1"
 )
+
+
+@pytest.fixture
+def kran(tmp_path, request):
+    """kran in a private network namespace: its veths are out of the host's (and other tests') way."""
+    yield from _kran_fixture(tmp_path / "root", request.getfixturevalue("netns").path)
 
 
 def _wait_exited(kran, name: str, timeout: float = 30) -> dict:
