@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import _kran_fixture
 from tests.network.conftest import netns  # noqa: F401 - the fixture
+from tests.rootless.conftest import _tun, busybox_rootless_tar, ruser  # noqa: F401 - the rootless fixtures
 
 # each run: report what the previous runs left in the rw layer, in /etc/hosts and in the volume,
 # then leave traces of its own and fail (so that on-failure restarts it)
@@ -94,3 +95,43 @@ def test_update_restart_fresh(kran, busybox):
     assert "run 2" in logs and "SEEN-MARKER" not in logs
     kran("update", "--restart-fresh=false", "up")
     assert json.loads(kran("inspect", "up").out)[0]["HostConfig"]["KranRestartFresh"] is False
+
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["kernel-overlay", "fuse-overlayfs"])
+def test_rootless_restart_by_policy_and_by_kran_restart(request, fuse):
+    """The same as a rootless user (the helper runs in the user's namespace), on the kernel's
+    overlayfs and on fuse-overlayfs (KRAN_FUSE_OVERLAY=1)."""
+    import os
+
+    from tests.rootless.helpers import Made
+
+    user = request.getfixturevalue("ruser")  # tests/rootless's user, with busybox in their store
+    made = Made(user)
+    old_fuse = os.stat("/dev/fuse").st_mode & 0o777
+    if fuse:
+        os.chmod("/dev/fuse", 0o666)  # as Debian's udev sets it (tests/rootless/test_setup.py does the same)
+        user.env["KRAN_FUSE_OVERLAY"] = "1"
+    try:
+        vol, name = made.volume("keep"), made.container("fr")
+        user.kran("run", "-d", "--name", name, "--network", "none", "--restart", "on-failure:2", "--restart-fresh",
+                   "-v", f"{vol}:/data", "busybox", "sh", "-c", SCRIPT)
+        deadline = time.monotonic() + 30
+        while json.loads(user.kran("inspect", name).out)[0]["State"]["Status"] != "exited":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        info = json.loads(user.kran("inspect", name).out)[0]
+        assert info["RestartCount"] == 2 and info["State"]["Error"] == ""
+        assert [ln for ln in user.kran("logs", name).out.split("\n") if ln] == ["run 1", "run 2", "run 3"]
+        name2 = made.container("rs")
+        user.kran("run", "-d", "--name", name2, "--network", "none", "--restart-fresh", "busybox", "sh", "-c",
+                   "[ -e /marker ] && echo SEEN; echo x > /marker; sleep 1000")
+        user.kran("restart", "-t", "0", name2)
+        user.kran("exec", name2, "test", "-e", "/marker")
+        assert "SEEN" not in user.kran("logs", name2).out
+        root = [ln for ln in user.kran("exec", name2, "cat", "/proc/mounts").out.splitlines() if ln.split()[1:2] == ["/"]]
+        assert ("fuse" in root[0]) == fuse, root
+    finally:
+        user.env.pop("KRAN_FUSE_OVERLAY", None)
+        os.chmod("/dev/fuse", old_fuse)
+        made.cleanup()
