@@ -223,6 +223,16 @@ def cmd_run(engine: Any, p: P) -> int:
     return code
 
 
+def _schedule_text(c: Any) -> str:
+    """ps's {{.Schedule}}: "in window until Fri 13:00", "waiting: opens Mon 12:00" (stopped by its
+    schedule, started again then), "closed: opens ..." -- or "" without a schedule."""
+    if not c.host_config.get("KranSchedule"):
+        return ""
+    from kran.engine import schedule
+
+    return schedule.ps_text(c.host_config, c.running)
+
+
 def _quiet_rm(engine: Any, cid: str) -> None:
     from kran.engine import containers
     from kran.errors import KranError
@@ -405,6 +415,7 @@ def cmd_ps(engine: Any, p: P) -> int:
             "Size": "",
             "State": c.status,
             "Status": containers.status_text(c, now),
+            "Schedule": _schedule_text(c),
         }
         if p.size:
             virt = engine.images.get(c.image_id).size
@@ -420,7 +431,7 @@ def cmd_ps(engine: Any, p: P) -> int:
                                          "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
                                          "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Names": "NAMES",
                                          "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-                                         "LocalVolumes": "LOCAL VOLUMES"})
+                                         "LocalVolumes": "LOCAL VOLUMES", "Schedule": "SCHEDULE"})
         return 0
     from kran.cli.output import table
 
@@ -626,6 +637,9 @@ UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configu
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits"),
     Flag("restart-fresh", help="Begin every restart with an empty read-write layer (--restart-fresh=false: no more)"),
     Flag("lockdown", help="Lock a stopped container down (--lockdown=false unlocks it)"),
+    Flag("schedule", "", "str", "string", "Run only in these local time windows ('' for always)"),
+    Flag("max-lifetime", "", "str", "duration", "Stop the container after it has run this long (0 for no limit)"),
+    Flag("recreate-every", "", "str", "duration", "Restart the container fresh after every DURATION of running (0: never)"),
 ), aliases=("container update", "update"), min_args=1, handler="cmd_update")
 EVENTS = Command("events", "[OPTIONS]", "Get real time events from the server", (
     Flag("filter", "f", "list", "filter", "Filter output based on conditions provided"),
@@ -717,7 +731,7 @@ def cmd_export(engine: Any, p: P) -> int:
 
 
 def cmd_update(engine: Any, p: P) -> int:
-    from kran.cli.runopts import _bytes, parse_restart
+    from kran.cli.runopts import _bytes, go_duration, parse_restart
     from kran.engine.container_ops import update
 
     changes: dict[str, Any] = {
@@ -726,10 +740,15 @@ def cmd_update(engine: Any, p: P) -> int:
         "NanoCpus": int(round(float(p.cpus) * 1e9)) if p.cpus else None,
         "CpuShares": p.cpu_shares, "CpusetCpus": p.cpuset_cpus, "PidsLimit": p.pids_limit,
         "RestartPolicy": parse_restart(p.restart) if p.restart else None,
+        "KranSchedule": p.schedule,
     }
     for flag, key in (("restart_fresh", "KranRestartFresh"), ("lockdown", "KranLockdown")):
         if flag in p.given:
             changes[key] = bool(getattr(p, flag))
+    for flag in ("max-lifetime", "recreate-every"):
+        v = getattr(p, flag.replace("-", "_"))
+        if v is not None:  # 0 lifts the limit
+            changes["Kran" + flag.title().replace("-", "")] = go_duration(v, flag)
     return _each(p.args, lambda n: update(engine, n, changes))
 
 

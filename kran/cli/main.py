@@ -138,7 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     from kran.engine import Engine
 
     engine = Engine(root)
+    _reconcile_schedules(engine)
     return run_command(module, name, argv, engine, debug)
+
+
+def _reconcile_schedules(engine: object) -> None:
+    """Containers waiting for their window whose monitor died (a reboot): started now if their window
+    is open (kran.engine.containers.reconcile_schedules; one listdir when none waits)."""
+    if not os.path.isdir(os.path.join(engine.root, "schedule-waiting")):  # type: ignore[attr-defined]
+        return  # (the common case, before importing anything)
+    from kran.engine.containers import reconcile_schedules
+    from kran.errors import KranError
+
+    try:
+        reconcile_schedules(engine)  # type: ignore[arg-type]
+    except KranError as e:
+        sys.stderr.write(f"kran: starting scheduled containers: {e}\n")
 
 
 def _usage_error(msg: str, helpcmd: str) -> int:

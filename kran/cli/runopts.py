@@ -42,6 +42,7 @@ RUN_FLAGS = (
     Flag("log-driver", "", "str", "string", "Logging driver for the container"),
     Flag("log-opt", "", "list", "list", "Log driver options"),
     Flag("mac-address", "", "str", "string", "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+    Flag("max-lifetime", "", "str", "duration", "Stop the container after it has run this long, on every start (e.g. 2h, 90m)"),
     Flag("memory", "m", "str", "bytes", "Memory limit"),
     Flag("memory-reservation", "", "str", "bytes", "Memory soft limit"),
     Flag("mount", "", "list", "mount", "Attach a filesystem mount to the container"),
@@ -68,10 +69,12 @@ RUN_FLAGS = (
          "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)"),
     Flag("health-timeout", "", "str", "duration", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
     Flag("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
+    Flag("recreate-every", "", "str", "duration", "Restart the container fresh after every DURATION of running (e.g. 24h)"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits", default="no"),
     Flag("restart-fresh", help="Begin every restart with an empty read-write layer (volumes kept)"),
     Flag("rm", help="Automatically remove the container and its associated anonymous volumes when it exits"),
     Flag("runtime", "", "str", "string", "Runtime to use for this container"),
+    Flag("schedule", "", "str", "string", "Run only in these local time windows (e.g. 'Mon-Fri 12:00-13:00,17:00-23:00')"),
     Flag("security-opt", "", "list", "list", "Security Options"),
     Flag("shm-size", "", "str", "bytes", "Size of /dev/shm"),
     Flag("sig-proxy", "", "bool", help="Proxy received signals to the process", default=True),
@@ -782,5 +785,22 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
             host[key] = True
     if opts.profile:
         host["KranProfile"] = opts.profile
+    host.update(policy_flags(opts))
     warnings = validate_network_mode(config, host)
     return config, host, networking, warnings
+
+
+def policy_flags(opts: Any) -> dict[str, Any]:
+    """--schedule, --max-lifetime, --recreate-every -> HostConfig KranSchedule/KranMaxLifetime/
+    KranRecreateEvery (ns); checked by the engine (kran.engine.schedule), which normalises."""
+    out: dict[str, Any] = {}
+    if opts.schedule is not None:
+        out["KranSchedule"] = opts.schedule
+    for flag, key in (("max-lifetime", "KranMaxLifetime"), ("recreate-every", "KranRecreateEvery")):
+        v = getattr(opts, flag.replace("-", "_"))
+        if v is not None:
+            ns = go_duration(v, flag)
+            if ns <= 0:
+                raise InvalidArgument(f'invalid argument "{v}" for "--{flag}" flag: must be positive')
+            out[key] = ns
+    return out

@@ -303,6 +303,10 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
     c = get(engine, c.id)
     if c.running:
         return c
+    if c.host_config.get("KranSchedule"):
+        from kran.engine import schedule
+
+        schedule.check_start(c.name, c.host_config)  # outside its windows: refused, naming the next
     if os.path.exists(os.path.join(run_dir(engine), "runtime", c.id)):
         _runtime(engine, c, "delete", "--force", c.id, check=False)  # left by a monitor that was killed
     with engine.store.writing():
@@ -356,6 +360,8 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
             health = health_config(c.config)
             if health:
                 mon["health"] = health
+            if h.get("KranSchedule") or h.get("KranMaxLifetime") or h.get("KranRecreateEvery"):
+                _policy_monitor_cfg(engine, c, mon)
             try:
                 os.unlink(os.path.join(c.dir, "health.json"))  # each start begins "starting"
             except FileNotFoundError:
@@ -406,6 +412,58 @@ def _start_locked(engine: Engine, c: Container, wait_attach: bool) -> Container:
     with transaction(engine.store.db):
         engine.store.db.execute("UPDATE containers SET error='', started_at=? WHERE id=?", (_now_rfc3339(), c.id))
     return get(engine, c.id)
+
+
+def reconcile_schedules(engine: Engine) -> list[str]:
+    """Start the containers whose monitor died (killed, a host reboot) while they waited for their
+    window (ROOT/schedule-waiting/ID, kept by the monitor), if the window is open now; the others stay
+    listed for a later command.  The CLI calls this at every command's start: one listdir when
+    nothing waits.  Returns the IDs started."""
+    d = os.path.join(engine.root, "schedule-waiting")
+    try:
+        ids = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    started = []
+    for cid in ids:
+        try:
+            c = get(engine, cid)  # a dead monitor's "restarting" reads as exited from here on
+        except ContainerNotFound:
+            c = None
+        if c is not None and c.running:
+            continue  # its monitor lives: it starts the container itself
+        rp = ((c.host_config.get("RestartPolicy") or {}).get("Name") if c is not None else "") or "no"
+        if rp not in ("always", "unless-stopped"):
+            _unlink_quiet(os.path.join(d, cid))  # removed, or no longer under such a policy
+            continue
+        try:
+            start(engine, c.id)
+        except KranError:
+            continue  # still outside its window (or a start failure): a later command tries again
+        _unlink_quiet(os.path.join(d, cid))
+        started.append(c.id)
+    return started
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _policy_monitor_cfg(engine: Engine, c: Container, mon: dict[str, Any]) -> None:
+    """monitor.json's "policy" (schedule windows, lifetime, recreate period: kran.engine.schedule)
+    and, for --recreate-every, the fresh-layer helper its periodic restarts run."""
+    from kran.engine import schedule
+
+    mon["policy"] = schedule.monitor_cfg(c.host_config, c.config)
+    if c.host_config.get("KranRecreateEvery"):
+        from kran.engine import fresh
+
+        if not c.host_config.get("KranRestartFresh"):
+            fresh.save_init_files(c.dir)
+        mon["policy"]["fresh"] = fresh.monitor_argv(c.dir, fresh.overlay_opts(engine, c))
 
 
 def health_config(config: dict[str, Any]) -> dict[str, Any] | None:

@@ -105,6 +105,9 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
 
     validate.check_create(req)
     validate.check_rootless_limits(h)
+    from kran.engine import schedule
+
+    schedule.check_host_config(h)  # --schedule/--max-lifetime/--recreate-every: normalised in h
     _validate_request(engine, req)
     from kran.engine import lockdown
 

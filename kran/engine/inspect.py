@@ -160,6 +160,10 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
     health = health_state(c)
     if health is not None:
         out["State"]["Health"] = health
+    if c.host_config.get("KranSchedule"):
+        from kran.engine import schedule
+
+        out["State"]["KranSchedule"] = schedule.state(c.host_config)  # {"InWindow", "NextChange"}
     if size:
         rw = size_rw(c)
         out["SizeRw"] = rw

@@ -50,6 +50,11 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
         new["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
     h.update(new)
     _validate(h, new)
+    from kran.engine import schedule
+
+    policy = {k: checked[k] for k in schedule.KEYS if checked.get(k) is not None}
+    h.update(policy)
+    schedule.check_host_config(h)  # "" / 0 clear a policy
     from kran.engine.validate import check_rootless_limits
 
     check_rootless_limits({k: v for k, v in new.items() if k != "RestartPolicy"})
@@ -68,6 +73,8 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
                 os.unlink(path)
         if rp is not None:
             _monitor_restart_policy(c.dir, new["RestartPolicy"])
+        if policy:
+            _monitor_set(c.dir, "policy", schedule.monitor_cfg(h, c.config))
     with transaction(engine.store.db):
         engine.store.db.execute("UPDATE containers SET host_config=? WHERE id=?", (json.dumps(h), c.id))
     _event(engine, "update", c.id)
@@ -107,6 +114,21 @@ def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     if "PidsLimit" in new and int(new["PidsLimit"] or 0) <= 0:
         res["pids"] = {"limit": -1}
     return res
+
+
+def _monitor_set(cdir: str, key: str, value: Any) -> None:
+    """Change one key of a running container's monitor.json (atomically); the monitor sees the file
+    change on its next tick (kran.monitor.policy: schedules and lifetimes apply at once)."""
+    path = os.path.join(cdir, "monitor.json")
+    try:
+        with open(path) as f:
+            mon = json.load(f)
+    except (OSError, ValueError):
+        return
+    mon[key] = value
+    with open(path + ".tmp", "w") as f:
+        json.dump(mon, f)
+    os.rename(path + ".tmp", path)
 
 
 def _monitor_restart_policy(cdir: str, rp: dict[str, Any]) -> None:

@@ -125,6 +125,16 @@ class Monitor(AttachServing):
                 argv += ["--root", self.runtime_root]
             self.health = health.Health(cfg["health"], argv + ["exec", self.id], write_atomic, json_dumps,
                                         self.emit_event, now_rfc3339)
+        # Schedules, lifetimes, periodic fresh restarts (kran/monitor/policy.py), likewise
+        self.timer = None
+        self.policy_stop = ""  # why the monitor is stopping the container: schedule|lifetime|recreate
+        self.kill_at = 0.0  # monotonic: the stop signal's grace period ends (then SIGKILL)
+        self.window_at = 0.0  # clock time: a container stopped by its schedule starts again
+        self.window_lifetime = False  # stopped by its lifetime: waits for the next window's start
+        self.stop_signal = _signum(cfg.get("stop_signal") or "SIGTERM")
+        self.config_mtime = _mtime(os.path.join(cdir, proto.CONFIG))
+        if cfg.get("policy"):
+            self.load_timer(cfg["policy"])
         if cfg.get("net"):
             from kran.monitor import netserve
 
@@ -279,6 +289,16 @@ class Monitor(AttachServing):
         self.phase = "running"
         if self.health is not None:
             self.health.start()
+        # the (injectable) clock at this start: a lifetime that `kran update` adds later counts from it
+        self.started_clock = self.clock_now()
+        if self.timer is not None:
+            self.mark_waiting(False)
+            self.timer.started = self.started_clock
+            if getattr(self, "fresh_saved", None) is not None:
+                self.fresh, self.fresh_saved = self.fresh_saved, None  # a recreate's fresh run is done
+            if getattr(self, "recreating", False):
+                self.recreating = False
+                self.emit_event("start")  # like `docker restart`: die, then start
         return ""
 
     def find_memory_cgroup(self) -> str:
@@ -335,6 +355,8 @@ class Monitor(AttachServing):
             "restart_count": self.restart_count,
             "error": self.error,
         }
+        if self.phase == "window" and self.window_at < 1e12:  # stopped by its schedule (or lifetime)
+            state["window_opens"] = now_rfc3339(int(self.window_at * 1e9))
         write_atomic(proto.STATE, json_dumps(state).encode() + b"\n")
 
     def stop_is_requested(self) -> bool:
@@ -431,7 +453,12 @@ class Monitor(AttachServing):
         self.delete()
         self.pid = 0
         ran = (time.monotonic_ns() - self.started_ns) / 1e9
-        if self.should_restart():
+        why, self.policy_stop, self.kill_at = self.policy_stop, "", 0.0
+        if why:
+            restart_it = self.policy_restart(why)
+        else:
+            restart_it = self.should_restart()
+        if restart_it:
             self.restart_count += 1
             if ran >= BACKOFF_RESET:
                 self.backoff = 0.0
@@ -442,8 +469,10 @@ class Monitor(AttachServing):
         else:
             self.status = "exited"
             self.phase = "done"
+        if restart_it and why:
+            self.after_policy_stop(why)
         self.write_state()
-        self.emit_event("die", exitCode=str(self.exit_code))
+        self.emit_event("die", exitCode=str(self.exit_code), **({"reason": why} if why else {}))
         if self.oom_killed:
             self.emit_event("oom")
         self.attached_at_exit = bool(self.clients)
@@ -457,6 +486,12 @@ class Monitor(AttachServing):
         if self.stop_is_requested():
             self.status = "exited"
             self.phase = "done"
+            self.write_state()
+            return
+        if self.timer is not None and not self.policy_may_run():
+            self.window_at, self.phase = self.timer.wait_until(), "window"  # a crash outside its windows
+            self.window_lifetime = False
+            self.mark_waiting(True)
             self.write_state()
             return
         err = self.reset_fresh() if self.fresh else ""
@@ -565,9 +600,12 @@ class Monitor(AttachServing):
                 timeout = 1.0
             else:
                 timeout = min(0.2, max(0.0, self.deadline - time.monotonic()))
+            if self.timer is not None and self.timer.active():
+                timeout = min(timeout, self.timer.timeout() or timeout)
             self.poll_once(timeout)
             if self.health is not None:
                 self.health.tick(self.reaped)
+            self.policy_tick()
             if self.phase == "running" and self.pid in self.reaped:
                 self.on_init_exit(self.reaped.pop(self.pid))
             if self.phase == "draining" and (not self.outputs or time.monotonic() >= self.deadline):
@@ -585,6 +623,121 @@ class Monitor(AttachServing):
             # CLI_REMOVES): a second remover would only race it
             if not (getattr(self, "attached_at_exit", False) and os.path.exists(proto.CLI_REMOVES)):
                 self.spawn_detached(self.on_exit)
+
+    # -- policies (kran/monitor/policy.py) --------------------------------------------------
+
+    def load_timer(self, cfg: dict | None) -> None:
+        if not cfg:
+            self.timer = None
+            return
+        if self.timer is None:
+            from kran import clock
+            from kran.monitor import policy
+
+            self.timer = policy.Timer(cfg, clock.now)
+            self.timer.started = getattr(self, "started_clock", 0.0) or self.clock_now()
+        else:
+            self.timer.load(cfg)
+
+    def clock_now(self) -> float:
+        from kran import clock
+
+        try:
+            return clock.now()
+        except Exception:  # a garbled KRAN_CLOCK file (tests): real time rather than no monitor
+            return time.time()
+
+    def policy_may_run(self) -> bool:
+        try:
+            return self.timer is None or self.timer.may_run()
+        except Exception:
+            return True
+
+    def reload_config(self) -> None:
+        """`kran update` rewrote monitor.json: policies and the restart policy apply at once."""
+        m = _mtime(os.path.join(self.dir, proto.CONFIG))
+        if m == self.config_mtime:
+            return
+        self.config_mtime = m
+        try:
+            with open(os.path.join(self.dir, proto.CONFIG)) as f:
+                cfg = json_loads(f.read())
+        except (OSError, ValueError):
+            return
+        if isinstance(cfg, dict):
+            self.load_timer(cfg.get("policy"))
+            self.reload_policy()
+
+    def policy_tick(self) -> None:
+        self.reload_config()
+        t = self.timer
+        if t is None:
+            if self.phase == "window":  # `kran update` lifted the policy: start it now
+                self.phase, self.deadline = "backoff", 0.0
+            return
+        try:
+            if self.phase == "running" and self.pid not in self.reaped:
+                if not self.policy_stop:
+                    why = t.due()
+                    if why:
+                        self.policy_stop = why
+                        self.kill_at = time.monotonic() + t.stop_timeout
+                        self.emit_event(why + "-stop" if why != "recreate" else "recreate",
+                                        signal=str(self.stop_signal))
+                        self.run_runtime("kill", self.id, str(self.stop_signal if t.stop_timeout else 9))
+                elif self.kill_at and time.monotonic() >= self.kill_at:
+                    self.kill_at = 0.0  # docker stop's grace period is over
+                    self.run_runtime("kill", self.id, "9")
+            elif self.phase == "window":
+                if self.stop_is_requested():
+                    self.status, self.phase = "exited", "done"
+                    self.mark_waiting(False)
+                    self.write_state()
+                elif t.now() >= self.window_at or (not self.window_lifetime and t.may_run()):
+                    self.phase, self.deadline = "backoff", 0.0  # the loop's restart() starts it
+        except Exception:  # KRAN_CLOCK unreadable for a moment: try again next tick
+            pass
+
+    def policy_restart(self, why: str) -> bool:
+        """Whether a container the monitor stopped (``why``) starts again: a recreate at once; after a
+        schedule or lifetime stop, with restart policy always|unless-stopped, at the next window's
+        start (a lifetime stop without a schedule is final, like Podman's --timeout)."""
+        if self.stop_is_requested():
+            return False
+        self.reload_policy()
+        if why == "recreate":
+            return True
+        if self.policy not in ("always", "unless-stopped") or self.timer is None:
+            return False
+        return self.timer.wait_until(after_lifetime=why == "lifetime") != float("inf")
+
+    def after_policy_stop(self, why: str) -> None:
+        assert self.timer is not None
+        if why == "recreate":
+            self.restart_count -= 1  # kran's own restart, like `docker restart`: not the policy's
+            self.recreating = True
+            self.phase, self.deadline = "backoff", 0.0
+            if self.timer.fresh and not getattr(self, "fresh", None):
+                self.fresh_saved, self.fresh = [], self.timer.fresh  # this one restart is fresh
+            return
+        self.window_lifetime = why == "lifetime"
+        self.window_at = self.timer.wait_until(after_lifetime=self.window_lifetime)
+        self.phase = "window"
+        self.mark_waiting(True)
+
+    def mark_waiting(self, on: bool) -> None:
+        """ROOT/schedule-waiting/ID while the container waits for its window: if this monitor dies
+        (killed, a reboot), the next kran command finds it there and starts the container in its
+        window (kran.engine.containers.reconcile_schedules) -- one listdir when there is none."""
+        d = os.path.join(os.path.dirname(os.path.dirname(self.dir)), "schedule-waiting")
+        try:
+            if on:
+                os.makedirs(d, 0o700, exist_ok=True)
+                os.close(os.open(os.path.join(d, self.id), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            else:
+                os.unlink(os.path.join(d, self.id))
+        except OSError:
+            pass
 
     def emit_event(self, action: str, **attrs: str) -> None:
         """Append a docker-style event to the engine's journal (kran events), if it gave one."""
@@ -619,6 +772,24 @@ class Monitor(AttachServing):
             finally:
                 os._exit(127)
         os.waitpid(pid, 0)
+
+
+def _signum(name: str) -> int:
+    """monitor.json's stop_signal ("SIGTERM", or "SIG37" for a number) -> its number."""
+    n = getattr(signal, name, None)
+    if isinstance(n, int):
+        return int(n)
+    try:
+        return int(name[3:] if name.startswith("SIG") else name)
+    except ValueError:
+        return int(signal.SIGTERM)
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def report(fd: int, msg: dict) -> None:
