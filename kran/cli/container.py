@@ -633,6 +633,7 @@ UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configu
     Flag("cpuset-cpus", "", "str", "string", "CPUs in which to allow execution (0-3, 0,1)"),
     Flag("memory", "m", "str", "bytes", "Memory limit"),
     Flag("memory-swap", "", "str", "bytes", "Swap limit equal to memory plus swap: -1 to enable unlimited swap"),
+    Flag("network-rate", "", "str", "rate", "Limit bandwidth, live: RATE or EGRESS/INGRESS ('unlimited' lifts it)"),
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("restart", "", "str", "string", "Restart policy to apply when a container exits"),
     Flag("restart-fresh", help="Begin every restart with an empty read-write layer (--restart-fresh=false: no more)"),
@@ -749,6 +750,10 @@ def cmd_update(engine: Any, p: P) -> int:
         v = getattr(p, flag.replace("-", "_"))
         if v is not None:  # 0 lifts the limit
             changes["Kran" + flag.title().replace("-", "")] = go_duration(v, flag)
+    if p.network_rate is not None:
+        from kran.cli.runopts import parse_network_rate
+
+        changes["KranNetworkRate"] = parse_network_rate(p.network_rate)
     return _each(p.args, lambda n: update(engine, n, changes))
 
 

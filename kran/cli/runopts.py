@@ -52,6 +52,8 @@ RUN_FLAGS = (
     Flag("net", "", "list", "network", "Connect a container to a network", hidden=True),
     Flag("network-alias", "", "list", "list", "Add network-scoped alias for the container"),
     Flag("net-alias", "", "list", "list", "Add network-scoped alias for the container", hidden=True),
+    Flag("network-rate", "", "str", "rate",
+         "Limit bandwidth: RATE both ways, or EGRESS/INGRESS (tc units: 10mbit, 500kbit/2mbit, 1mbps = bytes/s)"),
     Flag("pids-limit", "", "int", "int", "Tune container pids limit (set -1 for unlimited)"),
     Flag("privileged", help="Give extended privileges to this container"),
     Flag("profile", "", "str", "string", "Apply the policy profile NAME.toml from the config dir's profiles/"),
@@ -102,6 +104,16 @@ def _bytes(v: str, flag: str) -> int:
         return ram_in_bytes(v)
     except ValueError as e:
         raise InvalidArgument(f'invalid argument "{v}" for "{flag}" flag: {e}') from e
+
+
+def parse_network_rate(v: str) -> dict[str, int]:
+    """``--network-rate`` -> HostConfig.KranNetworkRate (bits/s each way; kran.network.shaping)."""
+    from kran.network.shaping import parse
+
+    try:
+        return parse(v)
+    except ValueError as e:
+        raise InvalidArgument(f'invalid argument "{v}" for "--network-rate" flag: {e}') from None
 
 
 def _env_file(path: str) -> list[str]:
@@ -737,6 +749,8 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
         sysctls[k] = v
     net_config, net_host, networking = build_networking(opts)
     config.update(net_config)
+    if opts.network_rate is not None:
+        net_host["KranNetworkRate"] = parse_network_rate(opts.network_rate)
     if opts.pull not in ("always", "missing", "never"):
         raise InvalidArgument(f'invalid pull option: \'{opts.pull}\': must be one of "always", "missing" or "never"')
     binds = []

@@ -105,6 +105,10 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
 
     validate.check_create(req)
     validate.check_rootless_limits(h)
+    from kran.network import shaping
+
+    if (rate := shaping.check_mode(h.get("NetworkMode") or "", h.get(shaping.KEY))) is not None:
+        h[shaping.KEY] = rate  # --network-rate, normalised: both directions, 0 for unlimited
     from kran.engine import schedule
 
     schedule.check_host_config(h)  # --schedule/--max-lifetime/--recreate-every: normalised in h

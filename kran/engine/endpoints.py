@@ -117,7 +117,28 @@ def _plug(engine: Engine, c: Container, nspath: str, n: Net, idx: int, want: str
                          ip6=ip6, prefix6=ipaddress.ip_network(x.v6.subnet).prefixlen if ip6 and x.v6 else 0,
                          gateway6=x.v6.gateway if ip6 and x.v6 else "", link_local=tuple(req.link_local))
     hostns.call(bridge.attach, nspath, ep)
+    rate = c.host_config.get("KranNetworkRate")
+    if rate and any(rate.values()):  # --network-rate: a tbf on each end (kran.network.shaping)
+        from kran.network import shaping
+
+        hostns.call(shaping.shape_endpoint, nspath, ep.host_if, ep.ifname, rate)
     return ip
+
+
+def shape(engine: Engine, c: Container, rate: dict[str, int]) -> None:
+    """``kran update --network-rate``: re-shape every plugged endpoint now (running, or between two
+    restarts by policy, when the monitor keeps the veths); the next start applies the new rate anyway."""
+    from kran.engine.record import netns_path
+    from kran.network import hostns, shaping
+
+    for _nid, idx, _aliases, _want, _epid, ip, _mac, host_if in endpoint_rows(engine, c.id):
+        if not (ip and host_if):
+            continue
+        try:
+            hostns.call(shaping.shape_endpoint, netns_path(engine, c.id), host_if, f"eth{idx}", rate)
+        except OSError as e:
+            if e.errno != 19 and c.running:  # ENODEV: its veth went with an exit seen by nobody yet
+                raise Conflict(f"Cannot update container {c.id}: {e}") from None
 
 
 def setup(engine: Engine, c: Container, nspath: str | None) -> Setup:

@@ -34,6 +34,12 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
     new = {k: v for k, v in checked.items() if k in KEYS and v is not None}
     c = get(engine, ref)
     h = dict(c.host_config)
+    from kran.network import shaping
+
+    rate = checked.get(shaping.KEY)  # --network-rate: a missing direction is kept
+    if rate is not None:
+        rate = h[shaping.KEY] = shaping.check_mode(h.get("NetworkMode") or "", {**(h.get(shaping.KEY) or {}), **rate}
+                                                   if isinstance(rate, dict) else rate)
     from kran.engine import fresh, lockdown
 
     lockdown.check_update(engine, c, h, checked)  # --lockdown[=false]: only while stopped
@@ -75,6 +81,10 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
             _monitor_restart_policy(c.dir, new["RestartPolicy"])
         if policy:
             _monitor_set(c.dir, "policy", schedule.monitor_cfg(h, c.config))
+    if rate is not None:
+        from kran.engine.endpoints import shape
+
+        shape(engine, c, rate)  # live, on its veths
     with transaction(engine.store.db):
         engine.store.db.execute("UPDATE containers SET host_config=? WHERE id=?", (json.dumps(h), c.id))
     _event(engine, "update", c.id)
