@@ -628,6 +628,12 @@ EXPORT = Command("export", "[OPTIONS] CONTAINER", "Export a container's filesyst
     Flag("output", "o", "str", "string", "Write to a file, instead of STDOUT"),
 ), aliases=("container export", "export"), min_args=1, max_args=1, handler="cmd_export")
 UPDATE = Command("update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", (
+    Flag("blkio-weight", "", "int", "uint16", "Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
+    Flag("blkio-weight-device", "", "list", "list", "Block IO weight (relative device weight) (Podman's)"),
+    Flag("device-read-bps", "", "list", "list", "Limit read rate (bytes per second) from a device (Podman's)"),
+    Flag("device-read-iops", "", "list", "list", "Limit read rate (IO per second) from a device (Podman's)"),
+    Flag("device-write-bps", "", "list", "list", "Limit write rate (bytes per second) to a device (Podman's)"),
+    Flag("device-write-iops", "", "list", "list", "Limit write rate (IO per second) to a device (Podman's)"),
     Flag("cpu-shares", "c", "int", "int", "CPU shares (relative weight)"),
     Flag("cpus", "", "str", "decimal", "Number of CPUs"),
     Flag("cpuset-cpus", "", "str", "string", "CPUs in which to allow execution (0-3, 0,1)"),
@@ -743,6 +749,9 @@ def cmd_update(engine: Any, p: P) -> int:
         "RestartPolicy": parse_restart(p.restart) if p.restart else None,
         "KranSchedule": p.schedule,
     }
+    from kran.cli.runopts import blkio_flags
+
+    changes.update(blkio_flags(p))
     for flag, key in (("restart_fresh", "KranRestartFresh"), ("lockdown", "KranLockdown")):
         if flag in p.given:
             changes[key] = bool(getattr(p, flag))

@@ -13,6 +13,8 @@ _VOLNAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 RUN_FLAGS = (
     Flag("add-host", "", "list", "list", "Add a custom host-to-IP mapping (host:ip)"),
+    Flag("blkio-weight", "", "int", "uint16", "Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
+    Flag("blkio-weight-device", "", "list", "list", "Block IO weight (relative device weight) (default [])"),
     Flag("cap-add", "", "list", "list", "Add Linux capabilities"),
     Flag("cap-drop", "", "list", "list", "Drop Linux capabilities"),
     Flag("cgroup-parent", "", "str", "string", "Optional parent cgroup for the container"),
@@ -24,6 +26,10 @@ RUN_FLAGS = (
     Flag("cpuset-mems", "", "str", "string", "MEMs in which to allow execution (0-3, 0,1)"),
     Flag("detach", "d", help="Run container in background and print container ID"),
     Flag("detach-keys", "", "str", "string", "Override the key sequence for detaching a container"),
+    Flag("device-read-bps", "", "list", "list", "Limit read rate (bytes per second) from a device (default [])"),
+    Flag("device-read-iops", "", "list", "list", "Limit read rate (IO per second) from a device (default [])"),
+    Flag("device-write-bps", "", "list", "list", "Limit write rate (bytes per second) to a device (default [])"),
+    Flag("device-write-iops", "", "list", "list", "Limit write rate (IO per second) to a device (default [])"),
     Flag("dns", "", "list", "list", "Set custom DNS servers"),
     Flag("dns-option", "", "list", "list", "Set DNS options"),
     Flag("dns-opt", "", "list", "list", "Set DNS options", hidden=True),
@@ -64,6 +70,8 @@ RUN_FLAGS = (
     Flag("read-only", help="Mount the container's root filesystem as read only"),
     Flag("health-cmd", "", "str", "string", "Command to run to check health"),
     Flag("health-interval", "", "str", "duration", "Time between running the check (ms|s|m|h) (default 0s)"),
+    Flag("health-on-failure", "", "str", "string", "Action to take once the container turns unhealthy "
+         "(none, kill, restart, stop: Podman's)"),
     Flag("health-retries", "", "int", "int", "Consecutive failures needed to report unhealthy"),
     Flag("health-start-interval", "", "str", "duration",
          "Time between running the check during the start period (ms|s|m|h) (default 0s)"),
@@ -629,6 +637,18 @@ def go_duration(s: str, flag: str) -> int:
     return int(sum(float(a) * units[u] for a, u in parts))
 
 
+def blkio_flags(opts: Any) -> dict[str, Any]:
+    """--blkio-weight, --blkio-weight-device, --device-{read,write}-{bps,iops} -> HostConfig's
+    Blkio* keys (docker/cli's validators, its pflag-style errors)."""
+    from kran.engine.blkio import from_flags
+
+    try:
+        return from_flags(opts)
+    except ValueError as e:
+        flag, val, msg = e.args
+        raise FlagError(f'invalid argument "{val}" for "{flag}" flag: {msg}') from None
+
+
 def _healthcheck(opts: Any) -> dict[str, Any] | None:
     """docker's --health-* flags -> Config.Healthcheck (``NONE`` for --no-healthcheck)."""
     timing = {k: getattr(opts, k.replace("-", "_"), None) for k in
@@ -717,6 +737,8 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
     health = _healthcheck(opts)
     if health is not None:
         config["Healthcheck"] = health
+    if opts.health_on_failure is not None:
+        config["HealthcheckOnFailureAction"] = opts.health_on_failure  # checked by kran.engine.healthcheck
     if opts.stop_signal:
         config["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:
@@ -794,6 +816,7 @@ def build_run(opts: Any, image: str, cmd: list[str]) -> tuple[dict[str, Any], di
         "Sysctls": sysctls or None,
     }
     host.update(net_host)
+    host.update(blkio_flags(opts))
     for key, on in (("KranRestartFresh", opts.restart_fresh), ("KranLockdown", opts.lockdown)):
         if on:
             host[key] = True

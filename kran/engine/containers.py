@@ -215,6 +215,11 @@ def _bundle(engine: Engine, c: Container, rootfs: str, link_env: list[str] = ())
     ns = _ensure_netns(engine, c)
     if ns:
         h["_NetNSPath"] = ns
+    if any(h.get(k) for k in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+                              "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")):
+        from kran.engine.blkio import block_io
+
+        h["_BlockIO"] = block_io(h)  # device paths -> major:minor, as they are at this start
     mounts = start_mounts(engine, c, rootfs)  # volumes and binds (after copy-up into new volumes)
     if mounts:
         h["_Mounts"] = mounts
@@ -481,9 +486,16 @@ def health_config(config: dict[str, Any]) -> dict[str, Any] | None:
         argv = test  # old clients: the command itself
     if not argv:
         return None
+    from kran.engine.spec import parse_signal
+
+    st = config.get("StopTimeout")
     return {"test": argv, "interval": (hc.get("Interval") or 0) / 1e9, "timeout": (hc.get("Timeout") or 0) / 1e9,
             "retries": int(hc.get("Retries") or 0), "start_period": (hc.get("StartPeriod") or 0) / 1e9,
-            "start_interval": (hc.get("StartInterval") or 0) / 1e9}
+            "start_interval": (hc.get("StartInterval") or 0) / 1e9,
+            # Podman's --health-on-failure (kran.engine.healthcheck), with the stop it may make
+            "on_failure": config.get("HealthcheckOnFailureAction") or "none",
+            "stop_signal": parse_signal(config.get("StopSignal") or "SIGTERM"),
+            "stop_timeout": 10 if st is None else int(st)}
 
 
 def _size(s: str) -> int:

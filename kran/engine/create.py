@@ -105,6 +105,10 @@ def create_container(engine: Engine, req: CreateRequest, name: str | None = None
 
     validate.check_create(req)
     validate.check_rootless_limits(h)
+    from kran.engine import blkio, healthcheck
+
+    blkio.check(h)  # --device-read-bps & co: devices resolve, this host can enforce them
+    healthcheck.check_config(cfg)  # --health-on-failure
     from kran.network import shaping
 
     if (rate := shaping.check_mode(h.get("NetworkMode") or "", h.get(shaping.KEY))) is not None:

@@ -88,7 +88,10 @@ def matches(ev: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     attrs = actor.get("Attributes", {})
     if "type" in filters and ev.get("Type") not in filters["type"]:
         return False
-    if "event" in filters and ev.get("Action") not in filters["event"]:
+    action = ev.get("Action") or ""
+    # moby #25798: health_status, exec_create, exec_start match by prefix ("health_status: healthy")
+    fuzzy = any(v in ("health_status", "exec_create", "exec_start") for v in filters.get("event", ()))
+    if "event" in filters and not any(action == v or (fuzzy and action.startswith(v)) for v in filters["event"]):
         return False
     if "container" in filters and (ev.get("Type") != "container" or not any(
             actor.get("ID", "").startswith(v) or attrs.get("name") == v for v in filters["container"])):

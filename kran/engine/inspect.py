@@ -42,6 +42,11 @@ def filter_containers(engine: Engine, cs: list[Container], filters: list[str]) -
             hits = {cid for cid, ps in networks.published_ports(engine).items()
                     for e in ps if str(e.get(key, "")) == port and e["Type"] == (proto or "tcp")}
             cs = [c for c in cs if c.id in hits]
+        elif k == "health":  # docker: starting|healthy|unhealthy, or none (no check); values OR'ed
+            if v not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidArgument(f"Unrecognised filter value for health: {v}")
+            want = {x.partition("=")[2] for x in filters if x.startswith("health=")}
+            cs = [c for c in cs if ((health_state(c) or {}).get("Status") or "none") in want]
         elif k == "exited":
             cs = [c for c in cs if c.status == "exited" and str(exit_code_of(c)) == v]
         elif k == "ancestor":
@@ -100,6 +105,10 @@ def inspect(engine: Engine, ref: str, size: bool = False) -> dict[str, Any]:
     h.setdefault("Binds", None)
     h.setdefault("PortBindings", {})
     h.setdefault("Devices", [])
+    for k in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+              "BlkioDeviceWriteIOps"):
+        h.setdefault(k, [])  # as docker's CLI sends them (inspect of a container made by it)
+    h.setdefault("BlkioWeight", 0)
     # what docker always fills in (docker-py reads LogConfig.Type)
     if not (h.get("LogConfig") or {}).get("Type"):
         h["LogConfig"] = {"Type": "json-file", "Config": (h.get("LogConfig") or {}).get("Config") or {}}
@@ -183,5 +192,8 @@ def health_state(c: Container) -> dict[str, Any] | None:
             doc = json.load(f)
     except (OSError, ValueError):
         doc = {}
-    return {"Status": doc.get("Status") or "starting", "FailingStreak": int(doc.get("FailingStreak") or 0),
+    status = doc.get("Status") or "starting"
+    if doc and c.status not in ("running", "paused"):
+        status = "unhealthy"  # moby's CloseMonitorChannel: a stopped container's checks are unhealthy
+    return {"Status": status, "FailingStreak": int(doc.get("FailingStreak") or 0),
             "Log": doc.get("Log") or []}

@@ -102,6 +102,12 @@ class WeightDevice:
 
 
 @_D
+class ThrottleDevice:
+    path: str = jf("Path", default="")
+    rate: int = jf("Rate", default=0)
+
+
+@_D
 class Resources:
     """docker's container.Resources: what ``docker update`` may change on a running container."""
 
@@ -111,6 +117,10 @@ class Resources:
     cgroup_parent: str = jf("CgroupParent", default="")
     blkio_weight: int = jf("BlkioWeight", default=0)
     blkio_weight_device: list[WeightDevice] | None = jf("BlkioWeightDevice")
+    blkio_device_read_bps: list[ThrottleDevice] | None = jf("BlkioDeviceReadBps")
+    blkio_device_write_bps: list[ThrottleDevice] | None = jf("BlkioDeviceWriteBps")
+    blkio_device_read_iops: list[ThrottleDevice] | None = jf("BlkioDeviceReadIOps")
+    blkio_device_write_iops: list[ThrottleDevice] | None = jf("BlkioDeviceWriteIOps")
     cpu_period: int = jf("CpuPeriod", default=0)
     cpu_quota: int = jf("CpuQuota", default=0)
     cpu_realtime_period: int = jf("CpuRealtimePeriod", default=0)

@@ -257,8 +257,12 @@ def limits(h: dict[str, Any]) -> dict[str, Any]:
         cpu["mems"] = h["CpusetMems"]
     if cpu:
         resources["cpu"] = cpu
-    if h.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(h["BlkioWeight"])}
+    # the Blkio* keys name devices by path: the engine resolves them (kran.engine.blkio) into _BlockIO
+    bio = h.get("_BlockIO")
+    if bio is None and h.get("BlkioWeight"):
+        bio = {"weight": int(h["BlkioWeight"])}
+    if bio:
+        resources["blockIO"] = bio
     if h.get("PidsLimit") and int(h["PidsLimit"]) > 0:
         resources["pids"] = {"limit": int(h["PidsLimit"])}
     return resources

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # the HostConfig keys ``docker update`` may change
 KEYS = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
         "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "KernelMemory", "MemoryReservation", "MemorySwap",
-        "PidsLimit", "RestartPolicy")
+        "PidsLimit", "RestartPolicy", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")
 
 
 def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
@@ -56,6 +57,9 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
         new["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
     h.update(new)
     _validate(h, new)
+    from kran.engine import blkio
+
+    blkio.check({k: v for k, v in new.items() if k in blkio.KEYS})  # devices resolve, the host can
     from kran.engine import schedule
 
     policy = {k: checked[k] for k in schedule.KEYS if checked.get(k) is not None}
@@ -66,7 +70,7 @@ def update(engine: Engine, ref: str, changes: dict[str, Any]) -> None:
     check_rootless_limits({k: v for k, v in new.items() if k != "RestartPolicy"})
     if c.running:
         # (a policy alone is the monitor's business: no runtime update for it)
-        res = resources(h, new) if set(new) - {"RestartPolicy"} else {}
+        res = resources(h, new, c.host_config) if set(new) - {"RestartPolicy"} else {}
         if res:
             path = os.path.join(c.dir, "update.json")
             with open(path, "w") as f:
@@ -114,12 +118,15 @@ def _validate(h: dict[str, Any], new: dict[str, Any]) -> None:
         parse_cpuset(str(new["CpusetMems"]), "mems")
 
 
-def resources(h: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def resources(h: dict[str, Any], new: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
     """The linux.resources for ``runtime update``: the merged HostConfig ``h``'s limits (the spec's
     own mapping), plus what the spec leaves out because it only ever adds limits: a pids limit
     changed to 0 or -1 is lifted (-1, docker's "unlimited")."""
+    from kran.engine.blkio import THROTTLES, block_io
     from kran.engine.spec import limits
 
+    if any(h.get(k) or (old or {}).get(k) for k in ("BlkioWeightDevice", *THROTTLES)):
+        h = dict(h, _BlockIO=block_io(h, previous=old))  # a throttle dropped since `old` is lifted
     res = limits(h)
     if "PidsLimit" in new and int(new["PidsLimit"] or 0) <= 0:
         res["pids"] = {"limit": -1}

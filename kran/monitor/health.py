@@ -5,7 +5,8 @@ the first probe runs ``interval`` after the start, each probe is ``runtime exec 
 killed after ``timeout``; exit 0 makes the container ``healthy`` and resets the failing streak; any
 other result (or the timeout) adds to the streak -- except during ``start_period``, when failures do
 not count (probes then run every ``start_interval``) -- and ``retries`` failures in a row make it
-``unhealthy``.  The last five results are kept.  The state goes to ``health.json`` (atomically),
+``unhealthy``.  The last five results are kept.  With Podman's ``on_failure`` action (kill, stop, restart), the turn
+to ``unhealthy`` makes the monitor act (:meth:`Health.on_unhealthy`).  The state goes to ``health.json`` (atomically),
 which the engine's inspect shows as State.Health::
 
     monitor loop                                   probe (runtime exec)
@@ -29,7 +30,8 @@ OUTPUT_MAX = 4096  # docker keeps at most 4 KiB of a probe's output
 
 
 class Health:
-    def __init__(self, cfg: dict, exec_prefix: list, write: object, dumps: object, event: object, now_rfc3339: object) -> None:
+    def __init__(self, cfg: dict, exec_prefix: list, write: object, dumps: object, event: object, now_rfc3339: object,
+                 act: object = None) -> None:
         self.argv = list(exec_prefix) + list(cfg.get("test") or [])
         self.interval = float(cfg.get("interval") or 30.0)
         self.timeout_s = float(cfg.get("timeout") or 30.0)
@@ -37,6 +39,13 @@ class Health:
         self.start_period = float(cfg.get("start_period") or 0.0)
         self.start_interval = float(cfg.get("start_interval") or 5.0)
         self.write, self.dumps, self.event, self.now_rfc3339 = write, dumps, event, now_rfc3339
+        # Podman's --health-on-failure: act(action, signal) is the monitor's (it signals the container
+        # and decides what its exit means); a stop's grace period ends in SIGKILL, sent from tick()
+        self.on_failure = cfg.get("on_failure") or "none"
+        self.act = act
+        self.stop_signal = int(cfg.get("stop_signal") or signal.SIGTERM)
+        self.stop_timeout = float(cfg.get("stop_timeout") if cfg.get("stop_timeout") is not None else 10)
+        self.kill_at = 0.0
         self.status = "starting"
         self.streak = 0
         self.log: list = []
@@ -58,13 +67,16 @@ class Health:
         now = time.monotonic()
         self.status, self.streak, self.log = "starting", 0, []
         self.started = now
-        self.next_at = now + self.interval
+        # docker 25+ (daemon/health.go getInterval): within a start period, probes (the first too)
+        # come every start_interval
+        self.next_at = now + (self.start_interval if self.start_period > 0 else self.interval)
         self.active = True
         self.save()
 
     def stop(self) -> None:
         """The container's process ended: no more probes (a running one is killed)."""
         self.active = False
+        self.kill_at = 0.0
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -82,6 +94,8 @@ class Health:
         if not self.active:
             return None
         due = self.deadline if self.pid else self.next_at
+        if self.kill_at:
+            due = min(due, self.kill_at)
         return max(0.0, due - time.monotonic())
 
     def on_readable(self, fd: int) -> None:
@@ -101,6 +115,9 @@ class Health:
         if not self.active:
             return
         now = time.monotonic()
+        if self.kill_at and now >= self.kill_at and self.act is not None:
+            self.kill_at = 0.0  # the stop's grace period is over
+            self.act("", signal.SIGKILL)
         if self.pid and self.pid in reaped:
             status = reaped.pop(self.pid)
             self.pid = 0
@@ -158,6 +175,16 @@ class Health:
         self.save()
         if self.status != before:
             self.event("health_status: " + self.status)
+            if self.status == "unhealthy" and self.on_failure != "none" and self.act is not None:
+                self.on_unhealthy(now)
+
+    def on_unhealthy(self, now: float) -> None:
+        """kill: SIGKILL now; stop and restart: the stop signal, SIGKILL after the stop timeout
+        (docker stop's rule).  No more probes: the container is on its way out."""
+        grace = 0.0 if self.on_failure == "kill" else self.stop_timeout
+        self.act(self.on_failure, self.stop_signal if grace > 0 else signal.SIGKILL)
+        self.next_at = float("inf")
+        self.kill_at = now + grace if grace > 0 else 0.0
 
     def close_pipe(self) -> None:
         if self.out_r >= 0:

@@ -124,7 +124,8 @@ class Monitor(AttachServing):
             if self.runtime_root:
                 argv += ["--root", self.runtime_root]
             self.health = health.Health(cfg["health"], argv + ["exec", self.id], write_atomic, json_dumps,
-                                        self.emit_event, now_rfc3339)
+                                        self.emit_event, now_rfc3339, self.health_action)
+        self.health_restart = False  # --health-on-failure=restart: the next exit restarts, whatever the policy
         # Schedules, lifetimes, periodic fresh restarts (kran/monitor/policy.py), likewise
         self.timer = None
         self.policy_stop = ""  # why the monitor is stopping the container: schedule|lifetime|recreate
@@ -440,6 +441,9 @@ class Monitor(AttachServing):
     def should_restart(self) -> bool:
         if self.stop_is_requested():
             return False
+        if self.health_restart:
+            self.health_restart = False
+            return True
         self.reload_policy()
         if self.policy in ("always", "unless-stopped"):
             return True
@@ -738,6 +742,22 @@ class Monitor(AttachServing):
                 os.unlink(os.path.join(d, self.id))
         except OSError:
             pass
+
+    def health_action(self, action: str, sig: int) -> None:
+        """Podman's --health-on-failure (kran/monitor/health.py calls it when the container turns
+        unhealthy, and with action "" when a stop's grace period ends): signal the container; the
+        exit that follows restarts it (restart) or is final like `kran stop`'s (kill, stop)."""
+        if self.phase != "running":
+            return
+        if action == "restart":
+            self.health_restart = True
+        elif action:
+            self.stop_requested = True
+            with open(proto.STOP_FILE, "w"):  # as the engine's stop: kept if the monitor goes
+                pass
+        if action:
+            self.emit_event("kill", signal=str(sig), reason="health-on-failure=" + action)
+        self.run_runtime("kill", self.id, str(sig))
 
     def emit_event(self, action: str, **attrs: str) -> None:
         """Append a docker-style event to the engine's journal (kran events), if it gave one."""

@@ -30,6 +30,11 @@ DEFAULT_DEVICE_RULES = [
 ]
 
 
+#: OCI blockIO throttle key -> the kernel's name (v1 blkio.throttle.<name>_device)
+_THROTTLES = (("throttleReadBpsDevice", "read_bps"), ("throttleWriteBpsDevice", "write_bps"),
+              ("throttleReadIOPSDevice", "read_iops"), ("throttleWriteIOPSDevice", "write_iops"))
+
+
 def spec_cgroup_path(spec_path: str | None, cid: str) -> str:
     """``linux.cgroupsPath`` -> a path relative to the hierarchy root.
 
@@ -56,7 +61,7 @@ def v2_controllers_for(res: dict) -> list[str]:
         out.append("cpuset")
     if cpu.get("shares") or cpu.get("quota") or cpu.get("period"):
         out.append("cpu")
-    if (res.get("blockIO") or {}).get("weight"):
+    if any((res.get("blockIO") or {}).values()):
         out.append("io")
     if mem:
         out.append("memory")
@@ -227,12 +232,7 @@ class CgroupManager:
             pids = (res.get("pids") or {}).get("limit")
             if pids is not None:
                 w("pids", "pids.max", pids if pids > 0 else "max")
-            blkio = res.get("blockIO") or {}
-            if blkio.get("weight"):
-                try:
-                    w("blkio", "blkio.weight", blkio["weight"])
-                except OSError:
-                    pass
+            self._blkio_v1(res.get("blockIO") or {})
             if devices and "devices" in self.paths:
                 self._devices_v1(res.get("devices") or [])
             return
@@ -259,12 +259,56 @@ class CgroupManager:
         pids = (res.get("pids") or {}).get("limit")
         if pids is not None:
             w("", "pids.max", pids if pids > 0 else "max")
+        self._io_v2(res.get("blockIO") or {})
         # Device rules on v2 need an eBPF program: out of scope; /dev holds only the spec's nodes.
 
     def _set(self, ctrl: str, name: str, value: object) -> None:
         if value == -1:
             value = "max" if self.version == 2 else -1
         _write(os.path.join(self.paths[ctrl], name), str(value))
+
+    def _blkio_v1(self, bio: dict) -> None:
+        """runc's fs/blkio.go: blkio.weight (CFQ) where it exists, else BFQ's blkio.bfq.weight; the
+        throttles as "MAJ:MIN RATE" lines (rate 0 lifts a rule).  A write the kernel refuses is an
+        error: a limit asked for is never silently dropped."""
+        if not any(bio.values()):
+            return
+        if "blkio" not in self.paths:
+            raise OSError(errno.ENOTSUP, "no blkio cgroup is mounted: block I/O limits cannot be applied")
+        d = self.paths["blkio"]
+        cfq = os.path.exists(os.path.join(d, "blkio.weight"))
+        weight, weight_device = ("blkio.weight", "blkio.weight_device") if cfq else \
+            ("blkio.bfq.weight", "blkio.bfq.weight_device")
+        if bio.get("weight"):
+            _write(os.path.join(d, weight), str(bio["weight"]))
+        for wd in bio.get("weightDevice") or []:
+            if wd.get("weight"):
+                _write(os.path.join(d, weight_device), f"{wd['major']}:{wd['minor']} {wd['weight']}")
+        for key, name in _THROTTLES:
+            for t in bio.get(key) or []:
+                _write(os.path.join(d, f"blkio.throttle.{name}_device"), f"{t['major']}:{t['minor']} {t['rate']}")
+
+    def _io_v2(self, bio: dict) -> None:
+        """runc's fs2/io.go: io.bfq.weight when BFQ is there, else io.weight on its 1-10000 scale;
+        throttles as io.max "MAJ:MIN rbps=N" (0: "max", no limit)."""
+        if not any(bio.values()):
+            return
+        d = self.paths[""]
+        bfq = os.path.exists(os.path.join(d, "io.bfq.weight"))
+        if bio.get("weight"):
+            w = int(bio["weight"])
+            if bfq:
+                _write(os.path.join(d, "io.bfq.weight"), str(w))
+            else:
+                _write(os.path.join(d, "io.weight"), str(1 + (w - 10) * 9999 // 990))
+        for wd in bio.get("weightDevice") or []:
+            if wd.get("weight"):
+                _write(os.path.join(d, "io.bfq.weight" if bfq else "io.weight"),
+                       f"{wd['major']}:{wd['minor']} {wd['weight'] if bfq else 1 + (wd['weight'] - 10) * 9999 // 990}")
+        for key, name in _THROTTLES:
+            v2 = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}[name]
+            for t in bio.get(key) or []:
+                _write(os.path.join(d, "io.max"), f"{t['major']}:{t['minor']} {v2}={t['rate'] or 'max'}")
 
     def _devices_v1(self, rules: list[dict]) -> None:
         d = self.paths["devices"]
