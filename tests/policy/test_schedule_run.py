@@ -1,7 +1,7 @@
 """--schedule, --max-lifetime, --recreate-every end to end, with an injected clock: the test writes
 UNIX times to the file named by KRAN_CLOCK (read by the CLI and, on every tick, by the monitors),
 TZ=UTC for the kran processes.  Mon 2026-12-07 is a Monday.  No networks (--network none): nothing
-here needs one, and host-namespace veths would race other tests'."""
+here needs one; kran runs in a private network namespace all the same."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import _kran_fixture
+from tests.network.conftest import netns  # noqa: F401 - a private network namespace per test
+
 # a stop signal the container handles: its exit code says it got SIGTERM, not the grace period's SIGKILL
 LOOP = "trap 'exit 143' TERM; echo run; while :; do sleep 0.1; done"
 RECORD = "[ -e /trace ] && echo SEEN-TRACE; touch /trace; " + LOOP
@@ -19,6 +22,13 @@ RECORD = "[ -e /trace ] && echo SEEN-TRACE; touch /trace; " + LOOP
 
 def utc(y, m, d, hh, mm, ss=0) -> float:
     return float(calendar.timegm((y, m, d, hh, mm, ss)))
+
+
+@pytest.fixture
+def kran(tmp_path: Path, netns):  # noqa: F811
+    """kran inside the test's own network namespace: the host's veth check in the shared fixture
+    would see other tests' veths (nothing here makes one: --network none)."""
+    yield from _kran_fixture(tmp_path / "root", netns.path)
 
 
 @pytest.fixture
@@ -276,3 +286,15 @@ def test_waiting_container_is_started_by_the_next_command_after_its_monitor_died
     assert kran("ps", "--format", "{{.Names}} {{.State}}").out.split() == ["orphan", "running"]
     assert kran("logs", "orphan").out.split() == ["run", "run"]
     assert not (kran.root / "schedule-waiting" / state(kran, "orphan")["Id"]).exists()
+
+
+def test_local_time_is_the_tz_of_the_kran_processes(kran, busybox, clock):
+    kran.env["TZ"] = "Europe/Berlin"  # the monitor inherits it from the CLI that starts it
+    clock(utc(2026, 12, 7, 11, 30))  # 12:30 CET
+    kran("run", "-d", "--network", "none", "--name", "berlin", "--schedule", "Mon 12:00-13:00",
+         "busybox", "sh", "-c", LOOP)
+    assert state(kran, "berlin")["State"]["KranSchedule"]["NextChange"] == "2026-12-07T12:00:00Z"
+    clock(utc(2026, 12, 7, 12, 0, 1))  # 13:00:01 CET
+    wait_for(kran, "berlin", lambda s: s["Status"] == "exited", timeout=3)
+    p = kran("start", "berlin", check=False)
+    assert "next window opens Mon 2026-12-14 12:00 CET" in p.err
