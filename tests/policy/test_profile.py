@@ -61,6 +61,16 @@ def test_command_line_overrides_profile(kran, busybox, profiles):
     assert "A=1" in env and "MOZ_NO_REMOTE=1" not in env  # a typed list replaces the profile's
 
 
+def test_policy_keys_of_the_other_parts(kran, busybox, profiles):
+    # schedule and network-rate (other parts of issue 14) pass through as if typed
+    (profiles / "work.toml").write_text('schedule = "Mon-Fri 12:00-13:00,17:00-23:00"\nnetwork-rate = "2mbit"\n'
+                                        'max-lifetime = "2h"\n')
+    kran("create", "--name", "wk", "--profile", "work", "busybox", "true")
+    h = _host(kran, "wk")["HostConfig"]
+    assert h["KranSchedule"] and h["KranMaxLifetime"] == 2 * 3600 * 10**9
+    assert h["KranNetworkRate"]["Egress"] == 2_000_000
+
+
 @pytest.mark.parametrize("text, error", [
     ("lockdown = 1\n", "key 'lockdown' wants a boolean (true or false), got an integer"),
     ("memroy = \"1g\"\n", "unknown key 'memroy'"),
