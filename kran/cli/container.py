@@ -23,11 +23,15 @@ START = Command("start", "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or mor
 ), aliases=("container start", "start"), min_args=1, handler="cmd_start")
 STOP = Command("stop", "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers", (
     Flag("signal", "s", "str", "string", "Signal to send to the container"),
-    Flag("time", "t", "int", "int", "Seconds to wait before killing the container"),
+    Flag("timeout", "t", "int", "int", "Seconds to wait before killing the container"),
+    Flag("time", "", "int", "int", "Seconds to wait before killing the container (deprecated: use --timeout)",
+         hidden=True),  # docker 28 renamed --time to --timeout and kept the old name hidden
 ), aliases=("container stop", "stop"), min_args=1, handler="cmd_stop")
 RESTART = Command("restart", "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", (
     Flag("signal", "s", "str", "string", "Signal to send to the container"),
-    Flag("time", "t", "int", "int", "Seconds to wait before killing the container"),
+    Flag("timeout", "t", "int", "int", "Seconds to wait before killing the container"),
+    Flag("time", "", "int", "int", "Seconds to wait before killing the container (deprecated: use --timeout)",
+         hidden=True),  # docker 28 renamed --time to --timeout and kept the old name hidden
 ), aliases=("container restart", "restart"), min_args=1, handler="cmd_restart")
 KILL = Command("kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", (
     Flag("signal", "s", "str", "string", "Signal to send to the container", default="KILL"),
@@ -109,8 +113,10 @@ def _err(e: Exception, prefix: bool = True) -> None:
     sys.stderr.write(("Error response from daemon: " if daemon and prefix else "") + f"{e}\n")
 
 
-def _each(names: list[str], fn: Any, echo: bool = True) -> int:
-    from kran.errors import KranError
+def _each(names: list[str], fn: Any, echo: bool = True, missing_ok: bool = False) -> int:
+    """``fn`` on each name, its errors printed; exit 1 if any failed.  ``missing_ok`` (``rm -f``):
+    a name that does not exist is printed as an error but is no failure, as in docker."""
+    from kran.errors import KranError, NotFound
 
     rc = 0
     for n in names:
@@ -120,7 +126,8 @@ def _each(names: list[str], fn: Any, echo: bool = True) -> int:
                 print(n)
         except KranError as e:
             _err(e)
-            rc = 1
+            if not (missing_ok and isinstance(e, NotFound)):
+                rc = 1
     return rc
 
 
@@ -266,13 +273,15 @@ def cmd_start(engine: Any, p: P) -> int:
 def cmd_stop(engine: Any, p: P) -> int:
     from kran.engine import containers
 
-    return _each(p.args, lambda n: containers.stop(engine, n, p.time, p.signal))
+    t = p.timeout if p.timeout is not None else p.time
+    return _each(p.args, lambda n: containers.stop(engine, n, t, p.signal))
 
 
 def cmd_restart(engine: Any, p: P) -> int:
     from kran.engine import containers
 
-    return _each(p.args, lambda n: containers.restart(engine, n, p.time, p.signal))
+    t = p.timeout if p.timeout is not None else p.time
+    return _each(p.args, lambda n: containers.restart(engine, n, t, p.signal))
 
 
 def cmd_kill(engine: Any, p: P) -> int:
@@ -288,7 +297,8 @@ def cmd_rm(engine: Any, p: P) -> int:
         from kran.engine import links
 
         return _each(p.args, lambda n: links.remove(engine, n))
-    return _each(p.args, lambda n: containers.remove(engine, n, force=p.force, volumes=p.volumes))
+    return _each(p.args, lambda n: containers.remove(engine, n, force=p.force, volumes=p.volumes),
+                 missing_ok=bool(p.force))
 
 
 def cmd_pause(engine: Any, p: P) -> int:

@@ -348,7 +348,11 @@ def cmd_rmi(engine: Any, p: P) -> int:
     sys.stdout.write("".join(line + "\n" for line in rep.lines))
     for e in rep.errors:
         sys.stderr.write(("Error response from daemon: " if e.from_daemon else "") + f"{e}\n")
-    return 1 if rep.errors else 0
+    from kran.errors import NotFound
+
+    # docker: with -f, a missing image is reported but is no failure
+    failed = [e for e in rep.errors if not (p.force and isinstance(e, NotFound))]
+    return 1 if failed else 0
 
 
 def cmd_prune(engine: Any, p: P) -> int:
